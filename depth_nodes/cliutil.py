@@ -1,0 +1,70 @@
+"""Helpers shared by CLI subcommands: JSON output, run metadata, timing."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def emit_json(obj: dict) -> None:
+    """Print exactly one JSON object on stdout (NaN/inf become null)."""
+    sys.stdout.write(json.dumps(_jsonable(obj), sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def run_info(**extra) -> dict:
+    """The inputs that produced a figure: host, threads, device, versions."""
+    info = {
+        "host_cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    info.update(extra)
+    return info
+
+
+def time_call(fn, *, repeat: int = 20, warmup: int = 3, min_seconds: float = 0.0) -> dict:
+    """Run ``fn`` and return median/p90/min milliseconds over ``repeat`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_start = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - t_start) < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    a = np.asarray(times)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
+            "min_ms": float(a.min()), "n": int(a.size)}
+
+
+def add_json_flag(parser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print exactly one JSON object on stdout (logs go to stderr)")

@@ -1,0 +1,1 @@
+"""depth_nodes.depth layer (see DESIGN layers in README)."""

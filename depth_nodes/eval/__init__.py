@@ -1,0 +1,1 @@
+"""depth_nodes.eval layer (see DESIGN layers in README)."""

@@ -1,0 +1,1 @@
+"""depth_nodes.mapping layer (see DESIGN layers in README)."""

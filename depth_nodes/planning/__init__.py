@@ -1,0 +1,1 @@
+"""depth_nodes.planning layer (see DESIGN layers in README)."""

@@ -1,0 +1,1 @@
+"""depth_nodes.sim layer (see DESIGN layers in README)."""
