@@ -1,0 +1,100 @@
+"""Common base for depth_nodes nodes: declared parameters, rejection handling, diagnostics.
+
+A node built on ``BaseNode`` gets
+* every parameter of ``depth_nodes.params`` declared with description and range,
+  readable as ``self.param("name")``;
+* ``self.reject(topic, reason)``: counts a rejected input and logs it at most
+  once per ``reject_log_period_s`` per topic;
+* a ``diagnostics`` publication (diagnostic_msgs/DiagnosticArray) with input rates,
+  per-stage latencies and rejection counts;
+* sensor-data QoS for streams (best effort, keep last, small depth).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from depth_nodes.params import Param, params_for
+from depth_nodes.telemetry import LatencyStats, RateMeter, RejectionLog, StageTimer
+
+#: Streams: a late frame is dropped, never queued behind newer ones.
+SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def descriptor(p: Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=p.description)
+    if isinstance(p.default, float) and (p.min is not None or p.max is not None):
+        d.floating_point_range = [FloatingPointRange(
+            from_value=float(p.min if p.min is not None else -1e308),
+            to_value=float(p.max if p.max is not None else 1e308), step=0.0)]
+    elif isinstance(p.default, int) and not isinstance(p.default, bool) and (p.min is not None or p.max is not None):
+        d.integer_range = [IntegerRange(
+            from_value=int(p.min if p.min is not None else -(2**62)),
+            to_value=int(p.max if p.max is not None else 2**62), step=1)]
+    if p.choices:
+        d.additional_constraints = "one of: " + ", ".join(p.choices)
+    return d
+
+
+class BaseNode(Node):
+    """rclpy Node with declared parameters, throttled rejections and diagnostics."""
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._params: dict[str, Param] = {}
+        for p in params_for(node_name):
+            self._params[p.name] = p
+            self.declare_parameter(p.name, p.default, descriptor(p))
+        self.rejections = RejectionLog(period_s=self.param("reject_log_period_s"))
+        self.rates: dict[str, RateMeter] = {}
+        self.latency: dict[str, LatencyStats] = {}
+        self.status_message = "ok"
+        self.status_level = DiagnosticStatus.OK
+        self._diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.create_timer(self.param("diagnostics_period_s"), self.publish_diagnostics)
+
+    # -- parameters ---------------------------------------------------------
+    def param(self, name: str) -> Any:
+        value = self.get_parameter(name).value
+        return self._params[name].validate(value) if name in self._params else value
+
+    # -- input bookkeeping ---------------------------------------------------
+    def received(self, topic: str) -> None:
+        self.rates.setdefault(topic, RateMeter()).tick()
+
+    def reject(self, topic: str, reason: str) -> None:
+        """Count a rejected input; log it at most once per period per topic."""
+        if self.rejections.reject(topic, reason):
+            self.get_logger().warning(
+                f"rejected message on '{topic}': {reason} "
+                f"({self.rejections.total(topic)} rejected on this topic so far)")
+
+    def stage(self, name: str) -> StageTimer:
+        """``with self.stage('infer'):`` records the stage's latency for diagnostics."""
+        return StageTimer(self.latency, name)
+
+    # -- diagnostics ---------------------------------------------------------
+    def diagnostics_values(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for topic, rm in self.rates.items():
+            values[f"rate_hz/{topic}"] = f"{rm.rate_hz():.2f}"
+        for stage, st in self.latency.items():
+            s = st.summary()
+            values[f"latency_ms_median/{stage}"] = f"{s['median_ms']:.2f}"
+            values[f"latency_ms_p90/{stage}"] = f"{s['p90_ms']:.2f}"
+        for topic, n in self.rejections.by_topic().items():
+            values[f"rejected/{topic}"] = str(n)
+        values["rejected_total"] = str(self.rejections.total())
+        return values
+
+    def publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(level=self.status_level, name=self.get_fully_qualified_name(),
+                                  message=self.status_message, hardware_id="depth_nodes")
+        status.values = [KeyValue(key=k, value=v) for k, v in self.diagnostics_values().items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
