@@ -1,0 +1,94 @@
+"""The node graph of `mav_nav`: one description read by the ROS 2 launch file
+(launch/mav_nav.launch.py) and by `depth-nodes launch` (separate processes
+without the `launch` package). Pure data, no ROS imports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Launch arguments: name -> (default, description, allowed values or None).
+LAUNCH_ARGS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
+    "use_sim": ("true", "Run the live simulator (sim_node) and use simulated time.", ("true", "false")),
+    "mode": ("mono", "Depth source: mono (camera + radar network) or stereo.", ("mono", "stereo")),
+    "stereo_backend": ("network", "Stereo matcher when mode:=stereo.", ("network", "sgbm")),
+    "world": ("forest", "Simulated world type when use_sim:=true.", ("forest", "urban", "indoor")),
+    "seed": ("7", "Simulated world seed when use_sim:=true.", None),
+    "namespace": ("", "Namespace for every node (e.g. drone1).", None),
+    "config": ("", "Parameter file; empty means the package's config/mav_nav.yaml.", None),
+    "rviz": ("false", "Start RViz with rviz/mav_nav.rviz (needs a ROS 2 install).", ("true", "false")),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One process of the graph."""
+
+    name: str                       # node name, also the parameter-file key
+    executable: str                 # console script (ros2 run depth_nodes <executable>)
+    parameters: dict = field(default_factory=dict)      # overrides on top of the config file
+    remappings: tuple[tuple[str, str], ...] = ()
+    package: str = "depth_nodes"
+
+
+def parse_launch_args(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Defaults of LAUNCH_ARGS updated with ``overrides``; unknown names and values are errors."""
+    args = {k: v[0] for k, v in LAUNCH_ARGS.items()}
+    for key, value in (overrides or {}).items():
+        if key not in LAUNCH_ARGS:
+            raise ValueError(f"unknown launch argument {key!r}; known: {sorted(LAUNCH_ARGS)}")
+        allowed = LAUNCH_ARGS[key][2]
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"launch argument {key}:={value!r} must be one of {list(allowed)}")
+        args[key] = value
+    if not args["seed"].lstrip("-").isdigit():
+        raise ValueError(f"launch argument seed:={args['seed']!r} must be an integer")
+    return args
+
+
+def default_config_path() -> Path:
+    """config/mav_nav.yaml of the source tree or of the installed share directory."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / "config" / "mav_nav.yaml"]
+    try:  # installed with colcon: share/depth_nodes/config
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("depth_nodes")) / "config" / "mav_nav.yaml")
+    except Exception:  # noqa: BLE001 - ament index absent or package not installed
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"config/mav_nav.yaml not found (looked in {[str(c) for c in candidates]})")
+
+
+def build_graph(args: dict[str, str]) -> list[NodeSpec]:
+    """The nodes to start for the given (parsed) launch arguments."""
+    use_sim = args["use_sim"] == "true"
+    common = {"use_sim_time": use_sim}
+    nodes: list[NodeSpec] = []
+    if use_sim:
+        nodes.append(NodeSpec("sim_node", "sim_node", {**common, "world": args["world"],
+                                                        "seed": int(args["seed"])}))
+    if args["mode"] == "mono":
+        nodes.append(NodeSpec("mono_depth_node", "mono_depth_node", dict(common)))
+    else:
+        nodes.append(NodeSpec("stereo_depth_node", "stereo_depth_node",
+                              {**common, "backend": args["stereo_backend"]}))
+    nodes.append(NodeSpec("tsdf_mapper_node", "tsdf_mapper_node", dict(common)))
+    nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", dict(common)))
+    return nodes
+
+
+def ros_args(spec: NodeSpec, config: Path, namespace: str = "") -> list[str]:
+    """Command-line ``--ros-args`` equivalent of a launch_ros Node action."""
+    out = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if namespace:
+        out += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    out += ["--params-file", str(config)]
+    for key, value in spec.parameters.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out += ["-p", f"{key}:={text}"]
+    for src, dst in spec.remappings:
+        out += ["-r", f"{src}:={dst}"]
+    return out

@@ -1,0 +1,89 @@
+"""The graph description and `depth-nodes launch`: argument checking, commands, shutdown."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from depth_nodes import graph
+from depth_nodes.launcher import Child, ProcessGroup, build_children, parse_assignments
+
+
+def test_parse_assignments_and_errors():
+    assert parse_assignments(["mode:=stereo", "seed:=3"]) == {"mode": "stereo", "seed": "3"}
+    with pytest.raises(ValueError, match="name:=value"):
+        parse_assignments(["mode=stereo"])
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        graph.parse_launch_args({"modee": "mono"})
+    with pytest.raises(ValueError, match="must be one of"):
+        graph.parse_launch_args({"mode": "lidar"})
+    with pytest.raises(ValueError, match="integer"):
+        graph.parse_launch_args({"seed": "abc"})
+
+
+def test_graph_follows_mode_and_sim():
+    names = [n.name for n in graph.build_graph(graph.parse_launch_args({}))]
+    assert names == ["sim_node", "mono_depth_node", "tsdf_mapper_node", "primitive_planner_node"]
+    stereo = graph.build_graph(graph.parse_launch_args({"mode": "stereo", "use_sim": "false",
+                                                        "stereo_backend": "sgbm"}))
+    assert [n.name for n in stereo] == ["stereo_depth_node", "tsdf_mapper_node", "primitive_planner_node"]
+    assert stereo[0].parameters == {"use_sim_time": False, "backend": "sgbm"}
+
+
+def test_ros_args_carry_name_namespace_params_and_remaps(tmp_path):
+    spec = graph.NodeSpec("n", "n", {"use_sim_time": True, "rate": 5.0}, (("image", "cam/image"),))
+    argv = graph.ros_args(spec, tmp_path / "c.yaml", namespace="drone1")
+    assert argv[:3] == ["--ros-args", "-r", "__node:=n"]
+    for frag in (["-r", "__ns:=/drone1"], ["-p", "use_sim_time:=true"], ["-p", "rate:=5.0"],
+                 ["-r", "image:=cam/image"], ["--params-file", str(tmp_path / "c.yaml")]):
+        assert any(argv[k:k + 2] == frag for k in range(len(argv) - 1)), frag
+
+
+def test_build_children_uses_config_file(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("{}\n")
+    children, args = build_children({"config": str(cfg), "mode": "stereo"})
+    assert all(str(cfg) in c.argv for c in children)
+    assert children[0].argv[1:3] == ["-m", "depth_nodes.ros.sim_node"]
+    with pytest.raises(FileNotFoundError):
+        build_children({"config": str(tmp_path / "missing.yaml")})
+
+
+SLEEPER = "import signal, sys, time\n" \
+          "signal.signal(signal.SIGINT, lambda *a: sys.exit(0))\n" \
+          "while True: time.sleep(0.05)\n"
+STUBBORN = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" \
+           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)\n"
+
+
+def test_process_group_stops_everything_escalating():
+    group = ProcessGroup([Child("polite", [sys.executable, "-c", SLEEPER]),
+                          Child("stubborn", [sys.executable, "-c", STUBBORN])],
+                         sigint_grace_s=1.0, sigterm_grace_s=0.5)
+    group.start()
+    time.sleep(0.5)
+    assert group.wait(timeout_s=0.2) == "timeout"
+    codes = group.stop()
+    assert codes["polite"] == 0
+    assert codes["stubborn"] == -signal.SIGKILL
+
+
+def test_process_group_ends_when_a_child_exits():
+    group = ProcessGroup([Child("short", [sys.executable, "-c", "pass"]),
+                          Child("long", [sys.executable, "-c", SLEEPER])])
+    group.start()
+    assert group.wait(timeout_s=20) == "child_exit"
+    assert group.stop()["long"] == 0
+
+
+def test_cli_dry_run_prints_one_command_per_node(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("{}\n")
+    out = subprocess.run([sys.executable, "-m", "depth_nodes.cli", "launch", "mav_nav", f"config:={cfg}",
+                          "namespace:=drone1", "--dry-run"], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip().splitlines()
+    assert len(out) == 4 and all("__ns:=/drone1" in line for line in out)
