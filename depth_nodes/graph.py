@@ -48,18 +48,7 @@ def parse_launch_args(overrides: dict[str, str] | None = None) -> dict[str, str]
 
 def default_config_path() -> Path:
     """config/mav_nav.yaml of the source tree or of the installed share directory."""
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent / "config" / "mav_nav.yaml"]
-    try:  # installed with colcon: share/depth_nodes/config
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("depth_nodes")) / "config" / "mav_nav.yaml")
-    except Exception:  # noqa: BLE001 - ament index absent or package not installed
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(f"config/mav_nav.yaml not found (looked in {[str(c) for c in candidates]})")
+    return share_file("config/mav_nav.yaml")
 
 
 def build_graph(args: dict[str, str]) -> list[NodeSpec]:
@@ -92,3 +81,19 @@ def ros_args(spec: NodeSpec, config: Path, namespace: str = "") -> list[str]:
     for src, dst in spec.remappings:
         out += ["-r", f"{src}:={dst}"]
     return out
+
+
+def share_file(relative: str) -> Path:
+    """A file shipped in the package share directory (source tree or colcon install)."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / relative]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("depth_nodes")) / relative)
+    except Exception:  # noqa: BLE001 - ament index absent or package not installed
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"{relative} not found (looked in {[str(c) for c in candidates]})")

@@ -87,3 +87,37 @@ def test_cli_dry_run_prints_one_command_per_node(tmp_path):
                           "namespace:=drone1", "--dry-run"], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip().splitlines()
     assert len(out) == 4 and all("__ns:=/drone1" in line for line in out)
+
+
+LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "mav_nav.launch.py"
+
+
+def test_launch_file_reads_the_shared_graph_description():
+    """Without launch_ros we still check the file is valid Python built on depth_nodes.graph."""
+    import ast
+
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    funcs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+    assert {"build_graph", "parse_launch_args", "LAUNCH_ARGS"} <= attrs and "graph" in names
+
+
+def test_launch_file_with_launch_ros():
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (needs a ROS 2 install)")
+    import importlib.util
+
+    from launch import LaunchContext
+
+    spec = importlib.util.spec_from_file_location("mav_nav_launch", LAUNCH_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    declared = {a.name for a in ld.entities if a.__class__.__name__ == "DeclareLaunchArgument"}
+    assert declared == set(graph.LAUNCH_ARGS)
+    ctx = LaunchContext()
+    for a in ld.entities:
+        a.visit(ctx)
+    nodes = mod._graph_actions(ctx)
+    assert [n.node_name for n in nodes] == [s.name for s in graph.build_graph(graph.parse_launch_args({}))]
