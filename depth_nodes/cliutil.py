@@ -39,13 +39,10 @@ def run_info(**extra) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # report torch only when the command used it
+    if torch is not None:
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
     info.update(extra)
     return info
 
