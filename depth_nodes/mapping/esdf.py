@@ -1,0 +1,167 @@
+"""Local Euclidean distance window (ESDF) built from a TSDF map.
+
+The TSDF only knows distances up to ``sdf_trunc`` and they are projective
+(measured along camera rays). A planner that keeps a robot radius plus margin
+away from obstacles needs true Euclidean distances further out, so
+:func:`esdf_window` copies a dense box of voxels around the vehicle, marks
+*occupied* voxels (observed with ``sdf <= 0``, or holding depth endpoints,
+see :meth:`TsdfMap.occupancy_window`) and computes for every voxel the
+Euclidean distance to the nearest occupied voxel:
+
+* a 2-D Euclidean transform per z-slice (OpenCV 5x5 chamfer mask, within
+  about 3 % of the exact distance), then
+* a bounded exact pass along z, valid for distances up to ``max_distance_m``;
+  larger distances saturate at ``max_distance_m``.
+
+Stored distances are conservative: the transform result shrunk by the
+chamfer tolerance (3 %) minus half a voxel diagonal, so a nearest-voxel lookup
+at any point is a lower bound on that point's distance to every occupied
+voxel sample (the planner's ``DistanceField`` contract). Occupied samples lie
+within about half a voxel of the true surface, so values are typically
+0.5..1.5 voxels below the true surface distance. Unknown voxels count as free
+for the transform (they are not obstacles we have seen); ``known`` says which
+voxels were observed.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from depth_nodes.mapping.blocks import check_points
+
+#: Relative error bound of OpenCV's 5x5 chamfer Euclidean transform.
+CHAMFER_TOLERANCE = 0.03
+
+#: Largest window accepted (voxels), about 1 GB of intermediate arrays.
+MAX_WINDOW_VOXELS = 50_000_000
+
+
+class EsdfGrid:
+    """Dense distance grid around the vehicle, arrays indexed ``[ix, iy, iz]``.
+
+    Voxel ``(i, j, k)`` samples the world point ``origin + (i, j, k) * voxel_size``
+    (metres, frame ``map``). ``distance`` float32 metres is a lower bound on
+    the distance to the nearest occupied voxel (0 inside obstacles, saturating
+    at ``max_distance_m``); ``known`` bool, voxel observed at least once.
+
+    Internally the grid holds squared voxel distances (small unsigned ints)
+    and a lookup table; ``query`` reads through the table, and the float
+    ``distance`` array is only materialised on first access.
+    """
+
+    def __init__(self, origin, voxel_size: float, d2: np.ndarray, lut: np.ndarray, known: np.ndarray,
+                 max_distance_m: float):
+        self.origin = np.asarray(origin, dtype=np.float64).reshape(3)
+        self.voxel_size = float(voxel_size)
+        self.max_distance_m = float(max_distance_m)
+        self.known = known
+        self._d2 = d2
+        self._lut = np.asarray(lut, dtype=np.float32)
+        self._distance: np.ndarray | None = None
+
+    @property
+    def max_distance(self) -> float:
+        """Distances saturate here (planner ``DistanceField`` contract)."""
+        return self.max_distance_m
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self._d2.shape)
+
+    @property
+    def distance(self) -> np.ndarray:
+        """(nx, ny, nz) float32 metres (computed once, on first access)."""
+        if self._distance is None:
+            # the squared distances are a transposed view of z-major memory: index that memory directly
+            self._distance = np.take(self._lut, self._d2.transpose(2, 1, 0)).transpose(2, 1, 0)
+        return self._distance
+
+    def query(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest-voxel lookup at (N, 3) world points.
+
+        Returns ``distance`` (N,) float32 metres and ``known`` (N,) bool.
+        Points outside the window (or non-finite) get ``distance=NaN`` and
+        ``known=False``; inside the window, unobserved voxels still carry the
+        distance to the nearest *observed* obstacle, with ``known=False``.
+        """
+        p = check_points(points)
+        n = len(p)
+        dist = np.full(n, np.nan, np.float32)
+        known = np.zeros(n, bool)
+        if n == 0:
+            return dist, known
+        with np.errstate(invalid="ignore"):
+            f = np.rint((p - self.origin) * (1.0 / self.voxel_size))
+            inside = np.all((f >= 0) & (f < np.asarray(self.shape)), axis=1)
+        idx = f[inside].astype(np.int64)
+        dist[inside] = self._lut[self._d2[idx[:, 0], idx[:, 1], idx[:, 2]]]
+        known[inside] = self.known[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return dist, known
+
+
+def _window_voxels(center, half_extent_m, voxel_size: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """First voxel index and shape of the box ``center +- half_extent_m``."""
+    c = np.asarray(center, dtype=np.float64)
+    h = np.broadcast_to(np.asarray(half_extent_m, dtype=np.float64), (3,)) \
+        if np.ndim(half_extent_m) <= 1 and np.size(half_extent_m) in (1, 3) else None
+    if c.shape != (3,) or not np.all(np.isfinite(c)):
+        raise ValueError(f"center must be a finite (3,) point, got {center!r}")
+    if h is None or not np.all(np.isfinite(h)) or np.any(h <= 0):
+        raise ValueError(f"half_extent_m must be a positive number or (3,) array, got {half_extent_m!r}")
+    lo = np.floor((c - h) / voxel_size).astype(np.int64)
+    hi = np.ceil((c + h) / voxel_size).astype(np.int64)
+    shape = tuple(int(s) for s in hi - lo + 1)
+    if np.prod(np.asarray(shape, dtype=np.float64)) > MAX_WINDOW_VOXELS:
+        raise ValueError(f"ESDF window {shape} voxels exceeds {MAX_WINDOW_VOXELS}; "
+                         f"reduce half_extent_m={half_extent_m!r}")
+    return lo, shape
+
+
+def bounded_edt(occupied: np.ndarray, max_voxels: int) -> np.ndarray:
+    """Squared Euclidean distance (voxels^2) to the nearest True voxel of an
+    (nx, ny, nz) bool array, exact up to ``max_voxels`` and capped at
+    ``(max_voxels + 1) ** 2`` beyond (in-plane part from a 5x5 chamfer, within 3 %).
+    Returns an unsigned integer array."""
+    D = int(max_voxels)
+    cap = (D + 1) ** 2
+    dtype = np.uint8 if cap + D * D <= 255 else (np.uint16 if cap + D * D <= 65535 else np.uint32)
+    occ = np.ascontiguousarray(np.asarray(occupied, dtype=bool).transpose(2, 1, 0))  # (z, y, x) slices
+    free = (~occ).view(np.uint8)
+    nz = occ.shape[0]
+    g2 = np.empty(occ.shape, dtype)
+    for k in range(nz):
+        d = cv2.distanceTransform(free[k], cv2.DIST_L2, cv2.DIST_MASK_5)
+        np.minimum(d, D + 1, out=d)  # slices without obstacles come back huge
+        g2[k] = np.rint(d * d)
+    out = g2.copy()
+    tmp = np.empty_like(g2)
+    for dz in range(1, min(D, nz - 1) + 1):
+        c = dtype(dz * dz)
+        n = nz - dz
+        np.add(g2[:-dz], c, out=tmp[:n])
+        np.minimum(out[dz:], tmp[:n], out=out[dz:])
+        np.add(g2[dz:], c, out=tmp[:n])
+        np.minimum(out[:-dz], tmp[:n], out=out[:-dz])
+    np.minimum(out, dtype(cap), out=out)
+    return out.transpose(2, 1, 0)
+
+
+def esdf_window(tsdf_map, center, half_extent_m, max_distance_m: float = 1.0) -> EsdfGrid:
+    """Euclidean distance grid of the box ``center +- half_extent_m`` (metres, ``map``).
+
+    ``half_extent_m``: scalar or (3,) half sizes, e.g. ``(8, 8, 3)`` for a
+    16 x 16 x 6 m window. ``max_distance_m``: distances beyond it saturate;
+    cost grows linearly with it.
+    """
+    vs = tsdf_map.config.voxel_size
+    if not (np.isfinite(max_distance_m) and vs <= max_distance_m <= 100.0):
+        raise ValueError(f"max_distance_m must be in [{vs}, 100], got {max_distance_m!r}")
+    lo, shape = _window_voxels(center, half_extent_m, vs)
+    occupied, known = tsdf_map.occupancy_window(lo, shape)
+    D = int(np.ceil(max_distance_m / vs))
+    d2 = bounded_edt(occupied, D)
+    cap = (D + 1) ** 2
+    lut = np.sqrt(np.arange(cap + 1, dtype=np.float64)) / (1.0 + CHAMFER_TOLERANCE) - 0.5 * np.sqrt(3.0)
+    lut = np.clip(lut * vs, 0.0, max_distance_m)
+    lut[cap] = max_distance_m  # true distance >= (D + 1) voxels
+    return EsdfGrid(lo * vs, vs, d2, lut, known, float(max_distance_m))
