@@ -15,6 +15,7 @@ import sys
 
 COMMAND_MODULES = (
     "depth_nodes.ros.commands",
+    "depth_nodes.sim.commands",
     "depth_nodes.launcher",
     "depth_nodes.mapping.commands",
     "depth_nodes.eval.commands",

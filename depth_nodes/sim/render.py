@@ -1,0 +1,183 @@
+"""Camera rendering by ray casting: ground-truth depth, RGB and rectified stereo pairs.
+
+Cameras follow REP-103 optical frames (z forward, x right, y down); poses are
+``T_world_cam`` (4x4, camera optical frame -> world). Per-pixel rays are built
+once per camera with optical z = 1, so the ray parameter at the hit *is* the
+depth along the optical axis (what depth images store), not the ray length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.geometry import check_pose, interpolate_pose, make_pose
+from depth_nodes.sim.appearance import Appearance
+from depth_nodes.sim.world import RayHits, World
+
+
+def stereo_right_pose(T_world_left, baseline: float) -> np.ndarray:
+    """Pose of the right camera of a rectified pair: the left pose shifted +B along optical x."""
+    return np.asarray(T_world_left, dtype=np.float64) @ make_pose(translation=[float(baseline), 0.0, 0.0])
+
+
+@dataclass
+class StereoFrame:
+    """Left/right uint8 RGB images and left ground-truth depth (float32 metres, NaN on miss)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    depth: np.ndarray
+
+
+class CameraRenderer:
+    """Renders one camera model in one world; the ray bundle is computed once.
+
+    ``appearance`` defaults to :meth:`Appearance.for_world` of the world's spec.
+    """
+
+    def __init__(self, world: World, camera: PinholeCamera, appearance: Appearance | None = None):
+        if not isinstance(camera, PinholeCamera):
+            raise ValueError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
+        self.world = world
+        self.camera = camera
+        self._appearance = appearance
+        self._noise_bank: np.ndarray | None = None
+        self._rays = camera.rays(np.float32).reshape(-1, 3)          # optical, z = 1
+        self._ray_norm = np.linalg.norm(self._rays, axis=1).reshape(camera.height, camera.width)
+
+    @property
+    def appearance(self) -> Appearance:
+        """Appearance used for RGB (built on first use, so depth-only rendering never pays for it)."""
+        if self._appearance is None:
+            self._appearance = Appearance.for_world(self.world.spec)
+        return self._appearance
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.camera.height, self.camera.width
+
+    def cast(self, T_world_cam) -> tuple[RayHits, np.ndarray, np.ndarray]:
+        """Ray-cast every pixel: (hits, origin (3,), world directions (N, 3) with optical z = 1)."""
+        return self._cast_many([T_world_cam])[0]
+
+    def _cast_many(self, poses) -> list[tuple[RayHits, np.ndarray, np.ndarray]]:
+        """Cast the pixel rays of several poses in one call (better thread use in Open3D)."""
+        n = len(self._rays)
+        packed = np.empty((n * len(poses), 6), dtype=np.float32)
+        for i, T_world_cam in enumerate(poses):
+            T = check_pose(T_world_cam, "T_world_cam")
+            packed[i * n:(i + 1) * n, :3] = T[:3, 3]
+            np.matmul(self._rays, np.ascontiguousarray(T[:3, :3].T, dtype=np.float32),
+                      out=packed[i * n:(i + 1) * n, 3:])
+        hits = self.world.cast_packed(packed)
+        out = []
+        for i in range(len(poses)):
+            sl = slice(i * n, (i + 1) * n)
+            part = RayHits(t_hit=hits.t_hit[sl], material=hits.material[sl], primitive=hits.primitive[sl],
+                           normals=hits.normals[sl])
+            out.append((part, packed[i * n, :3].copy(), packed[sl, 3:]))
+        return out
+
+    def depth(self, T_world_cam) -> np.ndarray:
+        """(H, W) float32 depth along the optical axis, metres, NaN on miss."""
+        hits, _, _ = self.cast(T_world_cam)
+        return self._depth_from(hits)
+
+    def _depth_from(self, hits: RayHits) -> np.ndarray:
+        d = hits.t_hit.reshape(self.shape).astype(np.float32, copy=True)
+        d[~np.isfinite(d)] = np.nan
+        return d
+
+    def rgbd(self, T_world_cam, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb (H, W, 3) uint8, depth (H, W) float32) from one ray cast.
+
+        ``rng`` draws the sensor noise; ``None`` renders noise-free.
+        """
+        hits, origin, dirs = self.cast(T_world_cam)
+        depth = self._depth_from(hits)
+        return self._expose(self._radiance(hits, origin, dirs, depth), rng), depth
+
+    def rgb(self, T_world_cam, rng: np.random.Generator | None = None) -> np.ndarray:
+        return self.rgbd(T_world_cam, rng)[0]
+
+    def rgb_motion_blur(self, T_world_cam_open, T_world_cam_close, samples: int = 3,
+                        rng: np.random.Generator | None = None) -> np.ndarray:
+        """RGB integrated over the exposure: mean radiance of ``samples`` poses from open to close."""
+        if not 1 <= int(samples) <= 32:
+            raise ValueError(f"samples must be in [1, 32], got {samples}")
+        acc = None
+        for a in np.linspace(0.0, 1.0, int(samples)):
+            hits, origin, dirs = self.cast(interpolate_pose(T_world_cam_open, T_world_cam_close, float(a)))
+            rad = self._radiance(hits, origin, dirs, self._depth_from(hits))
+            acc = rad if acc is None else acc + rad
+        return self._expose(acc / np.float32(samples), rng)
+
+    def _expose(self, radiance: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        noise = None
+        if rng is not None:
+            n = radiance.size
+            if self._noise_bank is None:
+                # standard-normal sensor noise bank read at a random offset per frame (much
+                # cheaper than drawing fresh Gaussian noise for every pixel)
+                bank_rng = np.random.default_rng([self.appearance.seed, 9])
+                self._noise_bank = bank_rng.standard_normal(2 * n, np.float32)
+            start = int(rng.integers(0, self._noise_bank.size - n + 1))
+            noise = self._noise_bank[start:start + n].reshape(radiance.shape)
+        return self.appearance.to_uint8(radiance, noise)
+
+    def _radiance(self, hits: RayHits, origin, dirs, depth) -> np.ndarray:
+        """(H, W, 3) float32 scene radiance in display units before exposure and noise."""
+        app = self.appearance
+        h, w = self.shape
+        t = np.where(hits.hit, hits.t_hit, 0.0).astype(np.float32)
+        pts = (origin + dirs * t[:, None]).reshape(h, w, 3)
+        normals = hits.normals.reshape(h, w, 3)
+        mat = hits.material.reshape(h, w)
+        # pixel footprint on the surface: range / f, stretched by grazing incidence
+        dist = np.nan_to_num(depth, nan=0.0) * self._ray_norm
+        cos_inc = np.abs(np.einsum("ij,ij->i", hits.normals, dirs)).reshape(h, w) / np.maximum(self._ray_norm, 1e-6)
+        footprint = dist / self.camera.fx / np.clip(cos_inc, 0.25, 1.0)
+        color = app.albedo(pts, normals, mat, footprint)
+        lambert = np.clip(normals @ app.sun_dir.astype(np.float32), 0.0, 1.0)
+        if app.shadows:
+            lambert *= self._lit(pts.reshape(-1, 3), hits).reshape(h, w)
+        radiance = color * (app.ambient + app.sun * lambert)[..., None]
+        miss = ~hits.hit.reshape(h, w)
+        if miss.any():
+            radiance[miss] = app.sky(dirs.reshape(h, w, 3)[miss])
+        return radiance
+
+    def _lit(self, pts: np.ndarray, hits: RayHits) -> np.ndarray:
+        """1 where the sun is visible from the surface point, 0 in shadow (one ray per pixel)."""
+        sun = self.appearance.sun_dir.astype(np.float32)
+        lit = np.ones(len(pts), dtype=np.float32)
+        idx = np.flatnonzero(hits.hit)
+        if idx.size:
+            o = pts[idx] + hits.normals[idx] * 2e-3
+            sh = self.world.raycast(o, np.broadcast_to(sun, o.shape))
+            lit[idx[sh.hit]] = 0.0
+        return lit
+
+    def stereo(self, T_world_left, baseline: float, rng: np.random.Generator | None = None) -> StereoFrame:
+        """Rectified pair: right camera is the left shifted by +``baseline`` m along optical x."""
+        if not (np.isfinite(baseline) and baseline > 0):
+            raise ValueError(f"baseline must be > 0 metres, got {baseline}")
+        (hl, ol, dl), (hr, o_r, dr) = self._cast_many([T_world_left, stereo_right_pose(T_world_left, baseline)])
+        depth = self._depth_from(hl)
+        left = self._expose(self._radiance(hl, ol, dl, depth), rng)
+        right = self._expose(self._radiance(hr, o_r, dr, self._depth_from(hr)), rng)
+        return StereoFrame(left=left, right=right, depth=depth)
+
+
+def render_depth(world: World, cam: PinholeCamera, T_world_cam) -> np.ndarray:
+    """Ground-truth depth image (H, W) float32: metres along optical z, NaN on miss."""
+    return CameraRenderer(world, cam).depth(T_world_cam)
+
+
+def render_rgbd(world: World, cam: PinholeCamera, T_world_cam, appearance: Appearance | None = None,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One-off (rgb uint8, depth float32); use :class:`CameraRenderer` in loops."""
+    return CameraRenderer(world, cam, appearance).rgbd(T_world_cam, rng)
+
