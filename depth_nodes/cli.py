@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "depth_nodes.launcher",
     "depth_nodes.mapping.commands",
     "depth_nodes.eval.commands",
+    "depth_nodes.depth.commands",
 )
 
 GROUPS = {

@@ -1,0 +1,192 @@
+"""CLI subcommands of the depth layer: train, export onnx, eval depth/stereo-real, bench models."""
+from __future__ import annotations
+
+import logging
+import shlex
+
+from depth_nodes.cliutil import add_json_flag, emit_json, run_info
+
+log = logging.getLogger(__name__)
+
+
+def _print_flat(obj: dict, prefix: str = "") -> None:
+    """Human-readable ``key: value`` lines (nested dicts as dotted keys)."""
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            _print_flat(value, f"{prefix}{key}.")
+        else:
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            print(f"{prefix}{key}: {text}")
+
+
+def _report(args, result: dict) -> None:
+    """One JSON object on stdout with --json, else a readable listing."""
+    if args.json:
+        emit_json(result)
+    else:
+        _print_flat(result)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 320x240, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise ValueError(f"size must be at least 16x16, got {text!r}")
+    return w, h
+
+
+def _threads(args) -> int:
+    """Apply --threads to torch (onnxruntime sessions follow torch.get_num_threads())."""
+    import torch
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    return args.threads
+
+
+def _add_threads(p) -> None:
+    p.add_argument("--threads", type=int, default=2, help="torch/onnxruntime CPU threads (default 2)")
+
+
+def _train_command(args) -> str:
+    """The exact command line (all options explicit, defaults included) that reproduces this run."""
+    parts = ["depth-nodes", "train", args.task]
+    for opt in ("data", "minutes", "out", "resume", "batch", "seed", "lr", "steps", "size", "workers",
+                "max_disparity", "checkpoint_minutes", "device", "threads"):
+        value = getattr(args, opt)
+        if value is not None:
+            parts += ["--" + opt.replace("_", "-"), str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def cmd_train(args) -> int:
+    from depth_nodes.depth.train import TrainConfig, train
+
+    _threads(args)
+    cfg = TrainConfig(task=args.task, data=args.data, minutes=args.minutes, out=args.out, batch=args.batch,
+                      seed=args.seed, lr=args.lr, steps=args.steps, size=_size(args.size) if args.size else None,
+                      workers=args.workers, max_disparity=args.max_disparity,
+                      checkpoint_minutes=args.checkpoint_minutes, device=args.device)
+    command = _train_command(args)
+    summary = train(cfg, resume=args.resume, command=command)
+    log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
+    _report(args, {**summary, **run_info(data=args.data, seed=args.seed, device=args.device, threads=args.threads)})
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    import numpy as np
+
+    from depth_nodes.depth.model_io import MODEL_FOR_MODE
+    from depth_nodes.depth.runtime import export_onnx, load_network
+
+    model_name = MODEL_FOR_MODE[args.model]
+    model, _, status = load_network(model_name, args.weights)
+    w, h = _size(args.size)
+    second = 2 if model_name == "mono_radar" else 3
+    export_onnx(model, [np.zeros((1, 3, h, w), np.float32), np.zeros((1, second, h, w), np.float32)], args.out)
+    log.info("exported %s (%s weights) at %dx%d to %s", args.model, status, w, h, args.out)
+    return 0
+
+
+def cmd_eval_depth(args) -> int:
+    from depth_nodes.depth.evaluate import eval_dataset
+    from depth_nodes.depth.interface import make_estimator
+
+    threads = _threads(args)
+    est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights)
+    res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth)
+    runtime = None if args.mode == "sgbm" else args.runtime
+    _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status, **res,
+                   **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
+    return 0
+
+
+def cmd_eval_stereo_real(args) -> int:
+    from depth_nodes.depth.evaluate import eval_stereo_real
+
+    threads = _threads(args)
+    res = eval_stereo_real(args.weights, args.runtime, args.max_disparity)
+    _report(args, {**res, **run_info(data="skimage.data.stereo_motorcycle (Middlebury 2014, quarter size)",
+                                     seed=None, device="cpu", threads=threads)})
+    return 0
+
+
+def cmd_bench_models(args) -> int:
+    from depth_nodes.depth.evaluate import bench_models
+
+    threads = _threads(args)
+    runtimes = tuple(args.runtimes.split(","))
+    bad = [r for r in runtimes if r not in ("torch", "onnx", "tensorrt")]
+    if bad:
+        raise ValueError(f"--runtimes entries must be torch, onnx or tensorrt, got {bad}")
+    sizes = tuple(_size(s) for s in args.sizes.split(","))
+    res = bench_models(runtimes=runtimes, sizes=sizes, repeat=args.repeat, weights=args.weights, device=args.device)
+    _report(args, {**res, **run_info(data="random images", seed=0, device=args.device, threads=threads)})
+    return 0
+
+
+def register(groups) -> None:
+    from depth_nodes.depth.interface import DEVICES, MODES, RUNTIMES
+
+    for task in ("mono", "stereo"):
+        p = groups["train"].add_parser(task, help=f"train the {task} depth network on a sim dataset")
+        p.add_argument("--data", required=True, help="dataset directory (depth-nodes sim dataset)")
+        p.add_argument("--minutes", type=float, required=True, help="total time budget (resumed time counts)")
+        p.add_argument("--out", default=f"runs/train_{task}", help="output directory")
+        p.add_argument("--resume", default=None, help="checkpoint.json (or its directory) to continue from")
+        p.add_argument("--batch", type=int, default=8)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps in total")
+        p.add_argument("--size", default=None, help="network input WxH (default: dataset resolution)")
+        p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+        p.add_argument("--max-disparity", type=int, default=64, help="stereo search range in px (multiple of 4)")
+        p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint period")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        _add_threads(p)
+        add_json_flag(p)
+        p.set_defaults(func=cmd_train, task=task)
+
+    p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
+    p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--size", default="320x240", help="input WxH baked into the graph")
+    p.add_argument("--weights", default=None, help=".safetensors (default: packaged) or random-init")
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = groups["eval"].add_parser("depth", help="depth metrics of an estimator on a sim dataset")
+    p.add_argument("--data", required=True)
+    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--weights", default=None, help=".safetensors (default: packaged)")
+    p.add_argument("--split", choices=("val", "train", "all"), default="val",
+                   help="held-out world seeds (val) by default")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--max-depth", type=float, default=None, help="ignore GT beyond this range (m)")
+    _add_threads(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_eval_depth)
+
+    p = groups["eval"].add_parser("stereo-real", help="stereo net vs SGBM on Middlebury motorcycle (skimage)")
+    p.add_argument("--weights", default=None, help="stereo .safetensors (default: packaged)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--max-disparity", type=int, default=96, help="search range px (multiple of 16)")
+    _add_threads(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_eval_stereo_real)
+
+    p = groups["bench"].add_parser("models", help="latency of depth networks and SGBM (320x240, 640x480)")
+    p.add_argument("--runtimes", default="torch,onnx", help="comma list of torch,onnx,tensorrt")
+    p.add_argument("--sizes", default="320x240,640x480", help="comma list of WxH input sizes")
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--weights", default="random-init",
+                   help="random-init (default; latency does not depend on weights) or a .safetensors path")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    _add_threads(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_bench_models)

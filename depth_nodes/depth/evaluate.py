@@ -1,0 +1,132 @@
+"""Evaluation and benchmark drivers behind `depth-nodes eval depth|stereo-real` and `bench models`.
+
+They return plain dicts (snake_case keys, units in names) for cliutil.emit_json.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+from tqdm import tqdm
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.cliutil import time_call
+from depth_nodes.depth.data import DepthDataset
+from depth_nodes.depth.interface import DepthEstimator, DepthInput, make_estimator
+from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
+from depth_nodes.depth.model_io import WeightsNotFoundError
+from depth_nodes.depth.runtime import RuntimeUnavailableError
+
+
+#: Middlebury 2014 motorcycle at quarter size (skimage): GT disparities reach ~60 px.
+STEREO_REAL_MAX_DISPARITY = 96
+BENCH_SIZES = ((320, 240), (640, 480))
+
+
+def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames: int | None = None,
+                 max_depth: float | None = None) -> dict:
+    """Depth metrics of ``estimator`` on a dataset split at native resolution (pixel-pooled)."""
+    ds = DepthDataset(data, split)
+    if len(ds) == 0:
+        raise ValueError(f"split {split!r} of {data} has no frames")
+    idx = np.arange(len(ds)) if not max_frames else np.linspace(0, len(ds) - 1, min(max_frames, len(ds))).astype(int)
+    metrics, times = DepthMetrics(max_depth), []
+    for i in tqdm(idx, desc=f"eval {estimator.name}", unit="frame"):
+        fr = ds.load(int(i))
+        out = estimator.estimate(DepthInput(fr.rgb, fr.camera, fr.radar, fr.right, fr.right_camera))
+        metrics.add(out.depth, fr.depth)
+        times.append(out.timings["total"])
+    res = metrics.result()
+    res.update(n_frames=len(idx), latency_ms_median=float(np.median(times)), split=split,
+               world_seeds=sorted({int(ds.frames[int(i)]["world"]["seed"]) for i in idx}))
+    return res
+
+
+def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = STEREO_REAL_MAX_DISPARITY) -> dict:
+    """Network vs SGBM on Middlebury 2014 motorcycle (skimage.data.stereo_motorcycle, quarter size).
+
+    Disparity metrics in pixels at the image's resolution (see metrics.disparity_metrics).
+    """
+    from skimage import data as skdata
+
+    left, right, gt = skdata.stereo_motorcycle()
+    gt = np.where(np.isfinite(gt) & (gt > 0), gt, np.nan).astype(np.float32)
+    h, w = gt.shape
+    # Intrinsics only set the depth scale; disparity metrics do not depend on them.
+    cam = PinholeCamera.from_fov(w, h, 60.0)
+    inp = DepthInput(left, cam, right_rgb=right, right_camera=cam.with_baseline(0.1))
+    res: dict = {"image_size": [w, h], "gt_disparity_px_max": float(np.nanmax(gt)),
+                 "gt_density": float(np.isfinite(gt).mean())}
+
+    from depth_nodes.depth.sgbm import SgbmEstimator
+
+    sgbm = SgbmEstimator(num_disparities=max_disparity)
+    disp, _ = sgbm.disparity(left, right)
+    res["sgbm"] = {**disparity_metrics(disp, gt), "num_disparities": max_disparity, "status": "classical"}
+    try:
+        net = make_estimator("stereo", runtime=runtime, weights=weights, max_disparity=max_disparity,
+                             net_size=(w, h))
+    except WeightsNotFoundError as exc:
+        res["stereo_net"] = {"status": "untrained", "reason": str(exc)}
+        return res
+    disp, _ = net.disparity(inp)
+    res["stereo_net"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
+                         "status": net.weights_status, "runtime": runtime,
+                         "training_steps": net.card.get("training", {}).get("steps")}
+    return res
+
+
+def _bench_input(width: int, height: int, rng: np.random.Generator) -> DepthInput:
+    cam = PinholeCamera.from_fov(width, height, 90.0)
+    left = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    right = np.roll(left, -8, axis=1)
+    radar = np.column_stack([rng.uniform(-5, 5, (64, 2)), rng.uniform(1, 30, 64), np.zeros((64, 2))])
+    return DepthInput(left, cam, radar.astype(np.float32), right, cam.with_baseline(0.1))
+
+
+def _store_timing(res: dict, key: str, t: dict) -> None:
+    """``key`` (ending in ``_ms``) gets the median; ``..._min_ms`` the fastest run (less load noise)."""
+    res[key] = t["median_ms"]
+    res[key[: -len("_ms")] + "_min_ms"] = t["min_ms"]
+
+
+def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20, weights: str = "random-init",
+                 device: str = "cpu") -> dict:
+    """Latency (ms, end-to-end ``estimate``) per model x runtime x size, SGBM in the same run.
+
+    Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
+    ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network.
+    A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
+    """
+    from depth_nodes.depth.flops import count_macs, count_params
+    import torch
+
+    rng = np.random.default_rng(0)
+    res: dict = {"weights": weights, "repeat": repeat, "batch": 1}
+    jobs = [(model, mode, rt) for model, mode in (("mono_radar", "mono-radar"), ("stereo", "stereo"))
+            for rt in runtimes]
+    total = (len(jobs) + 1) * len(sizes)
+    with tqdm(total=total, desc="bench models", unit="case") as bar:
+        for model, mode, rt in jobs:
+            try:
+                est = make_estimator(mode, runtime=rt, device=device, weights=weights)
+            except RuntimeUnavailableError as exc:  # e.g. no TensorRT here: report, keep benchmarking
+                res[f"{model}_{rt}_unavailable"] = str(exc)
+                bar.update(len(sizes))
+                continue
+            if rt == runtimes[0]:
+                res[f"{model}_params"] = count_params(est.model)
+            for w, h in sizes:
+                inp = _bench_input(w, h, rng)
+                key = f"{model}_{w}x{h}_ms" if rt == "torch" else f"{model}_{rt}_{w}x{h}_ms"
+                _store_timing(res, key, time_call(lambda: est.estimate(inp), repeat=repeat, warmup=3))
+                if rt == runtimes[0]:
+                    x = torch.zeros(1, 3, h, w)
+                    second = torch.zeros(1, 2, h, w) if model == "mono_radar" else x
+                    res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9
+                bar.update(1)
+        sgbm = make_estimator("sgbm")
+        for w, h in sizes:
+            inp = _bench_input(w, h, rng)
+            _store_timing(res, f"sgbm_{w}x{h}_ms", time_call(lambda: sgbm.estimate(inp), repeat=repeat, warmup=3))
+            bar.update(1)
+    return res

@@ -1,0 +1,75 @@
+"""Training losses for the depth networks (masks are float (B, 1, H, W), 1 = valid GT).
+
+Mono: scale-invariant log loss + multi-scale gradient matching on log depth +
+binary cross-entropy of the confidence against "is a delta1 inlier".
+Stereo: smooth-L1 on coarse and refined disparity + confidence BCE against
+"error below 1 px".
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SILOG_LAMBDA = 0.85
+#: Confidence targets: |log error| < ln 1.25 (mono), |disparity error| < 1 px (stereo).
+MONO_INLIER_LOG = math.log(1.25)
+STEREO_INLIER_PX = 1.0
+
+
+def silog(log_pred: torch.Tensor, log_gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale-invariant log loss per image, averaged over the batch."""
+    n = mask.sum(dim=(1, 2, 3)).clamp(min=1.0)
+    d = (log_pred - log_gt) * mask
+    mean = d.sum(dim=(1, 2, 3)) / n
+    mean_sq = (d * d).sum(dim=(1, 2, 3)) / n
+    return torch.sqrt((mean_sq - SILOG_LAMBDA * mean * mean).clamp(min=1e-8)).mean()
+
+
+def gradient_matching(log_pred: torch.Tensor, log_gt: torch.Tensor, mask: torch.Tensor, scales: int = 4):
+    """Mean |grad(log_pred - log_gt)| over x/y neighbours that are both valid, at ``scales`` strides."""
+    total = log_pred.new_zeros(())
+    for k in range(scales):
+        s = 2 ** k
+        d = ((log_pred - log_gt) * mask)[..., ::s, ::s]
+        m = mask[..., ::s, ::s]
+        mx, my = m[..., :, 1:] * m[..., :, :-1], m[..., 1:, :] * m[..., :-1, :]
+        gx = (d[..., :, 1:] - d[..., :, :-1]).abs() * mx
+        gy = (d[..., 1:, :] - d[..., :-1, :]).abs() * my
+        total = total + (gx.sum() + gy.sum()) / (mx.sum() + my.sum()).clamp(min=1.0)
+    return total / scales
+
+
+def confidence_bce(logit: torch.Tensor, inlier: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the confidence logit against an inlier target, over valid pixels."""
+    bce = F.binary_cross_entropy_with_logits(logit, inlier.float(), reduction="none")
+    return (bce * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def mono_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Total mono+radar loss and its parts (floats) for a batch from DepthDataset."""
+    logits = model.logits(batch["image"], batch["radar"])
+    log_pred = model.log_depth(logits)
+    mask = batch["valid"]
+    log_gt = torch.log(batch["depth"].clamp(min=1e-3))
+    si = silog(log_pred, log_gt, mask)
+    grad = gradient_matching(log_pred, log_gt, mask)
+    inlier = ((log_pred - log_gt).abs() < MONO_INLIER_LOG).detach()
+    conf = confidence_bce(logits[:, 1:], inlier, mask)
+    total = si + 0.5 * grad + 0.1 * conf
+    return total, {"silog": si.item(), "grad": grad.item(), "conf": conf.item()}
+
+
+def stereo_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Total stereo loss and its parts: smooth-L1 (coarse 0.5, refined 1.0) + 0.1 confidence BCE,
+    over pixels with valid GT disparity inside the search range."""
+    coarse, refined, conf_logit = model.coarse_and_refined(batch["image"], batch["right"])
+    gt = batch["disparity"]
+    mask = batch["valid"] * (gt > 0).float() * (gt < model.max_disparity).float()
+    n = mask.sum().clamp(min=1.0)
+    l_coarse = (F.smooth_l1_loss(coarse, gt, reduction="none") * mask).sum() / n
+    l_ref = (F.smooth_l1_loss(refined, gt, reduction="none") * mask).sum() / n
+    conf = confidence_bce(conf_logit, ((refined - gt).abs() < STEREO_INLIER_PX).detach(), mask)
+    total = 0.5 * l_coarse + l_ref + 0.1 * conf
+    return total, {"coarse": l_coarse.item(), "refined": l_ref.item(), "conf": conf.item()}

@@ -1,0 +1,298 @@
+"""Inference runtimes (torch, onnxruntime, TensorRT) and the network estimators.
+
+A *backend* runs one network on float32 NCHW numpy arrays and returns float32
+numpy arrays, whatever the runtime; the estimators do the pre/post-processing
+(resizing, radar encoding, disparity -> depth) once, in numpy, so every
+runtime sees identical inputs.
+
+* ``torch``: CPU float32; CUDA float16 with channels_last when available.
+* ``onnx``: the network is exported (static shapes, opset 17) to ONNX in
+  memory and run by onnxruntime (CUDA provider when ``device="cuda"``).
+* ``tensorrt``: the same ONNX graph built into a TensorRT engine (FP16 when
+  the GPU supports it); needs the ``tensorrt`` package and CUDA.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.depth.disparity import disparity_to_depth
+from depth_nodes.depth.interface import DepthEstimator, DepthInput, StageTimer
+from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, default_weights,
+                                        fold_batchnorm, load_weights)
+from depth_nodes.depth.radar_encoding import encode_radar
+
+
+ONNX_OPSET = 17
+#: Input/output tensor names of each architecture (ONNX graph names too).
+IO_NAMES = {"MonoRadarNet": (["image", "radar"], ["depth", "confidence"]),
+            "StereoNet": (["left", "right"], ["disparity", "confidence"])}
+
+
+class RuntimeUnavailableError(ValueError):
+    """The requested runtime/device cannot run on this machine."""
+
+
+def export_onnx(model: nn.Module, inputs: list[np.ndarray], path=None) -> bytes:
+    """Export ``model`` (eval mode, static input shapes) to ONNX; write to ``path`` if given."""
+    in_names, out_names = IO_NAMES[type(model).__name__]
+    buf = io.BytesIO()
+    model = model.eval()
+    args = tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, args, buf, input_names=in_names, output_names=out_names,
+                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+class TorchBackend:
+    """Runs a torch module; CUDA uses float16 + channels_last."""
+
+    def __init__(self, model: nn.Module, device: str = "cpu"):
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeUnavailableError("device='cuda' requested but torch.cuda.is_available() is False")
+        self.device = torch.device(device)
+        self.half = device == "cuda"
+        model = model.eval().to(self.device)
+        if self.half:
+            model = model.half().to(memory_format=torch.channels_last)
+        self.model = model
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            xs = [torch.from_numpy(x).to(self.device) for x in inputs]
+            if self.half:
+                xs = [x.half().contiguous(memory_format=torch.channels_last) for x in xs]
+            outs = self.model(*xs)
+            return [o.float().cpu().numpy() for o in outs]
+
+
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime execution providers for ``device``; RuntimeUnavailableError if CUDA is missing."""
+    import onnxruntime as ort
+
+    if device != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeUnavailableError("device='cuda' with runtime='onnx' needs onnxruntime's "
+                                      "CUDAExecutionProvider, which this installation lacks")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxBackend:
+    """Runs an ONNX graph with onnxruntime (threads follow torch.get_num_threads())."""
+
+    def __init__(self, onnx_model: bytes, device: str = "cpu"):
+        import onnxruntime as ort
+
+        providers = onnx_providers(device)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx_model, sess_options=opts, providers=providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.input_names, inputs)))
+
+
+def import_tensorrt():
+    """The ``tensorrt`` module, or RuntimeUnavailableError saying why it cannot be used."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise RuntimeUnavailableError(
+            "runtime='tensorrt' needs the `tensorrt` Python package (JetPack / pip tensorrt), "
+            "which is not importable here; use runtime='onnx' or 'torch'") from exc
+    if not torch.cuda.is_available():
+        raise RuntimeUnavailableError("runtime='tensorrt' needs CUDA, but torch.cuda.is_available() is False")
+    return tensorrt
+
+
+class TensorRTBackend:
+    """Builds a TensorRT engine from ONNX (FP16 when supported) and runs it on CUDA tensors."""
+
+    def __init__(self, onnx_model: bytes):
+        trt = import_tensorrt()
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_model):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeUnavailableError(f"TensorRT could not parse the ONNX graph: {errors}")
+        config = builder.create_builder_config()
+        if builder.platform_has_fast_fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeUnavailableError("TensorRT engine build failed (see TensorRT log)")
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = [self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names]
+        self.inputs = [n for n, i in zip(names, is_input) if i]
+        self.outputs = {n: torch.empty(tuple(self.engine.get_tensor_shape(n)), dtype=torch.float32, device="cuda")
+                        for n, i in zip(names, is_input) if not i}
+        self.stream = torch.cuda.Stream()
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [torch.from_numpy(x).cuda() for x in inputs]
+        for name, x in zip(self.inputs, xs):
+            self.context.set_tensor_address(name, x.data_ptr())
+        for name, out in self.outputs.items():
+            self.context.set_tensor_address(name, out.data_ptr())
+        self.context.execute_async_v3(self.stream.cuda_stream)
+        self.stream.synchronize()
+        return [o.cpu().numpy() for o in self.outputs.values()]
+
+
+class NetworkEstimator(DepthEstimator):
+    """Common machinery: resizing to the network size and one backend per input shape.
+
+    ``model`` is the network as trained; ``inference_model`` its BatchNorm-folded
+    copy that the runtimes execute. ONNX/TensorRT graphs are built on the first
+    frame of each input size (expect that first call to take about a second).
+    """
+
+    def __init__(self, model: nn.Module, runtime: str, device: str, weights_status: str,
+                 net_size: tuple[int, int] | None, card: dict | None):
+        self.model = model.eval()
+        # Inference copy with BatchNorm folded into the convolutions (same outputs, fewer ops).
+        self.inference_model = fold_batchnorm(copy.deepcopy(self.model))
+        self.runtime, self.device = runtime, device
+        self.weights_status, self.card = weights_status, card or {}
+        if net_size is None and self.card.get("input_size"):
+            net_size = tuple(self.card["input_size"])
+        if net_size is not None and (len(net_size) != 2 or min(net_size) < 16):
+            raise ValueError(f"net_size must be (width, height) with both >= 16, got {net_size}")
+        self.net_size = None if net_size is None else (int(net_size[0]), int(net_size[1]))
+        self._backends: dict[tuple, object] = {}
+        if runtime == "torch":
+            self._torch = TorchBackend(self.inference_model, device)
+        elif runtime == "onnx":  # fail early and clearly
+            onnx_providers(device)
+        else:
+            import_tensorrt()
+
+    def net_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        """The camera model at network resolution."""
+        if self.net_size is None or self.net_size == camera.size:
+            return camera
+        return camera.scaled(*self.net_size)
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the network on float32 NCHW arrays with the chosen runtime."""
+        if self.runtime == "torch":
+            return self._torch(inputs)
+        key = tuple(x.shape for x in inputs)
+        if key not in self._backends:
+            onnx_bytes = export_onnx(self.inference_model, inputs)
+            self._backends[key] = (OnnxBackend(onnx_bytes, self.device) if self.runtime == "onnx"
+                                   else TensorRTBackend(onnx_bytes))
+        return self._backends[key](inputs)
+
+
+def to_nchw(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (1, 3, h, w) float32 0..255 at ``size`` = (w, h)."""
+    if (img.shape[1], img.shape[0]) != size:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def to_camera(x: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(1, 1, h, w) network output -> (H, W) float32 at the camera resolution."""
+    img = np.asarray(x, dtype=np.float32)[0, 0]
+    if img.shape != (camera.height, camera.width):
+        img = cv2.resize(img, camera.size, interpolation=cv2.INTER_LINEAR)
+    return img
+
+
+class MonoRadarEstimator(NetworkEstimator):
+    """Mono+radar network. ``use_radar=False`` feeds empty radar (``mono`` mode).
+    ``radar_dilate``: radius (px at network resolution) of each radar point."""
+
+    def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
+                 card=None, use_radar: bool = True, radar_dilate: int = 1):
+        super().__init__(model, runtime, device, weights_status, net_size, card)
+        self.use_radar, self.radar_dilate = use_radar, int(radar_dilate)
+        self.name = "mono-radar" if use_radar else "mono"
+
+    def _estimate(self, inp: DepthInput, timer: StageTimer):
+        with timer("preprocess"):
+            cam = self.net_camera(inp.camera)
+            image = to_nchw(inp.rgb, cam.size)
+            radar = encode_radar(inp.radar if self.use_radar else None, cam, self.radar_dilate)[None]
+        with timer("network"):
+            depth, conf = self.run([image, radar])
+        with timer("postprocess"):
+            return to_camera(depth, inp.camera), to_camera(conf, inp.camera)
+
+
+class StereoEstimator(NetworkEstimator):
+    """Stereo network; depth = fx * baseline / disparity (NaN below disparity.MIN_DISPARITY_PX)."""
+
+    name = "stereo"
+    requires_stereo = True
+
+    def _estimate(self, inp: DepthInput, timer: StageTimer):
+        disp, conf = self.disparity(inp, timer)
+        with timer("postprocess"):
+            return disparity_to_depth(disp, inp.camera.fx, inp.baseline), conf
+
+    def disparity(self, inp: DepthInput, timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(disparity px at camera resolution, confidence) for a stereo input."""
+        timer = timer or StageTimer()
+        if inp.right_rgb is None:
+            raise ValueError("stereo disparity needs right_rgb and right_camera")
+        with timer("preprocess"):
+            cam = self.net_camera(inp.camera)
+            left, right = to_nchw(inp.rgb, cam.size), to_nchw(inp.right_rgb, cam.size)
+        with timer("network"):
+            disp, conf = self.run([left, right])
+        with timer("postprocess"):
+            return to_camera(disp, inp.camera) * (inp.camera.width / cam.width), to_camera(conf, inp.camera)
+
+
+def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.Module, dict | None, str]:
+    """(model, card, weights_status) for ``mono_radar``/``stereo``.
+
+    ``weights``: a .safetensors path, None (packaged) or ``"random-init"``.
+    """
+    if weights == "random-init":
+        torch.manual_seed(0)
+        return build_model(ARCH_FOR_MODEL[model_name], config_overrides).eval(), None, "random-init"
+    path = default_weights(model_name) if weights is None else Path(weights)
+    model, card = load_weights(path, **config_overrides)
+    return model, card, "trained"
+
+
+def make_network_estimator(mode: str, runtime: str = "torch", device: str = "cpu", weights=None,
+                           net_size=None, max_disparity: int | None = None, **options) -> NetworkEstimator:
+    """Network estimator for ``mono``, ``mono-radar`` or ``stereo`` (see interface.make_estimator)."""
+    if mode not in MODEL_FOR_MODE:
+        raise ValueError(f"network mode must be one of {sorted(MODEL_FOR_MODE)}, got {mode!r}")
+    model_name = MODEL_FOR_MODE[mode]
+    overrides = {}
+    if max_disparity is not None:
+        if mode != "stereo":
+            raise ValueError(f"max_disparity only applies to mode 'stereo', not {mode!r}")
+        overrides["max_disparity"] = int(max_disparity)
+    model, card, status = load_network(model_name, weights, **overrides)
+    if mode == "stereo":
+        return StereoEstimator(model, runtime, device, status, net_size, card, **options)
+    return MonoRadarEstimator(model, runtime, device, status, net_size, card, use_radar=(mode == "mono-radar"),
+                              **options)

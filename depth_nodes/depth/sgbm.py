@@ -1,0 +1,80 @@
+"""OpenCV semi-global block matching behind the DepthEstimator interface.
+
+Classical baseline and fallback for rectified stereo. Parameters scale with
+image width unless given: the disparity search range is ``num_disparities``
+(multiple of 16, default ~width/8 rounded up) and the block size grows from 5
+px at <= 400 px width. Disparities OpenCV marks invalid (below
+``minDisparity``, failed uniqueness / left-right / speckle checks) become NaN
+depth. Confidence of a valid pixel is ``1 - SUBPIXEL_SIGMA_PX / disparity``
+clipped to [0, 1]: the relative depth error a 0.5 px matching error causes
+is larger for small disparities (far points); invalid pixels get 0.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from depth_nodes.depth.disparity import disparity_to_depth
+from depth_nodes.depth.interface import DepthEstimator, DepthInput, StageTimer
+
+#: Assumed matching error (px) used for the confidence of a valid disparity.
+SUBPIXEL_SIGMA_PX = 0.5
+
+
+def default_num_disparities(width: int) -> int:
+    """Search range for an image ``width``: width/8 rounded up to a multiple of 16 (>= 16)."""
+    return int(max(16, 16 * int(np.ceil(width / 8 / 16))))
+
+
+class SgbmEstimator(DepthEstimator):
+    """StereoSGBM (3-way mode). ``num_disparities``: multiple of 16 or None (scaled by width);
+    ``block_size``: odd >= 3 or None (5 px up to 400 px width, 7 above)."""
+
+    name = "sgbm"
+    requires_stereo = True
+    weights_status = "classical"
+
+    def __init__(self, num_disparities: int | None = None, block_size: int | None = None,
+                 uniqueness_ratio: int = 10):
+        if num_disparities is not None and (num_disparities < 16 or num_disparities % 16):
+            raise ValueError(f"num_disparities must be a positive multiple of 16, got {num_disparities}")
+        if block_size is not None and (block_size < 3 or block_size % 2 == 0):
+            raise ValueError(f"block_size must be odd and >= 3, got {block_size}")
+        self.num_disparities, self.block_size = num_disparities, block_size
+        self.uniqueness_ratio = int(uniqueness_ratio)
+        self._matchers: dict[tuple[int, int], cv2.StereoSGBM] = {}
+
+    def matcher(self, width: int, height: int) -> cv2.StereoSGBM:
+        """The (cached) OpenCV matcher for an image size."""
+        key = (width, height)
+        if key not in self._matchers:
+            nd = self.num_disparities or default_num_disparities(width)
+            bs = self.block_size or (5 if width <= 400 else 7)
+            self._matchers[key] = cv2.StereoSGBM_create(
+                minDisparity=0, numDisparities=nd, blockSize=bs,
+                P1=8 * 3 * bs * bs, P2=32 * 3 * bs * bs, disp12MaxDiff=1,
+                uniquenessRatio=self.uniqueness_ratio,
+                speckleWindowSize=max(50, (width * height) // 3000), speckleRange=2,
+                mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+        return self._matchers[key]
+
+    def disparity(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(disparity px float32 with NaN invalid, confidence) for rectified uint8 RGB images."""
+        if left.shape != right.shape or left.ndim != 3:
+            raise ValueError(f"left {left.shape} and right {right.shape} must be equal (H, W, 3) images")
+        h, w = left.shape[:2]
+        gl = cv2.cvtColor(left, cv2.COLOR_RGB2GRAY)
+        gr = cv2.cvtColor(right, cv2.COLOR_RGB2GRAY)
+        raw = self.matcher(w, h).compute(gl, gr)
+        disp = raw.astype(np.float32) / 16.0
+        valid = raw >= 0  # OpenCV writes (minDisparity - 1) * 16 for rejected pixels
+        disp[~valid] = np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conf = np.where(valid, np.clip(1.0 - SUBPIXEL_SIGMA_PX / disp, 0.0, 1.0), 0.0)
+        return disp, conf.astype(np.float32)
+
+    def _estimate(self, inp: DepthInput, timer: StageTimer):
+        with timer("sgbm"):
+            disp, conf = self.disparity(inp.rgb, inp.right_rgb)
+        with timer("postprocess"):
+            return disparity_to_depth(disp, inp.camera.fx, inp.baseline), conf

@@ -1,0 +1,110 @@
+"""Lightweight StereoNet-class network for rectified pairs.
+
+Input: left and right RGB (B, 3, H, W) float 0..255 of a rectified pair.
+Output: left-image disparity (B, 1, H, W) in pixels at the input resolution
+and confidence (B, 1, H, W) in [0, 1] = predicted probability that the
+disparity error is below 1 px. Depth = fx * baseline / disparity (done by the
+estimator with the camera).
+
+Pipeline: shared feature extractor (1/2 then 1/4 resolution, both images in
+one batch) -> group-wise correlation cost volume at 1/4 over
+``max_disparity / 4`` candidates -> light 3x3x3 aggregation (:class:`VolumeConv`) (weights do not
+depend on the number of candidates, so ``max_disparity`` can change after
+training) -> soft-argmin -> edge-aware residual refinement at 1/2 with the
+left image features -> bilinear upsampling to full resolution.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_nodes.depth.layers import ConvBNReLU, NormalizeRGB, ResBlock, upsample_to
+
+#: Cost volume resolution relative to the input.
+COST_STRIDE = 4
+
+
+def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, groups: int) -> torch.Tensor:
+    """Group-wise correlation (B, D, G, H, W): mean over each channel group of
+    ``fl(x) * fr(x - d)`` for d = 0..D-1 (zero where x - d falls outside)."""
+    b, c, h, w = fl.shape
+    slices = []
+    for d in range(candidates):
+        shifted = fr if d == 0 else F.pad(fr[..., : w - d], (d, 0, 0, 0))
+        slices.append((fl * shifted).view(b, groups, c // groups, h, w).mean(dim=2))
+    return torch.stack(slices, dim=1)
+
+
+class VolumeConv(nn.Module):
+    """3x3x3 convolution over a cost volume (B, D, C, H, W), written as a 2D
+    convolution on the (B*D) batch whose input stacks the slices d-1, d, d+1
+    (zero padded). Same maths as Conv3d, but runs on fast 2D kernels on every
+    runtime. Followed by BatchNorm + ReLU unless ``last``."""
+
+    def __init__(self, cin: int, cout: int, last: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3 * cin, cout, 3, padding=1, bias=last)
+        self.bn = nn.Identity() if last else nn.BatchNorm2d(cout)
+        self.act = nn.Identity() if last else nn.ReLU(inplace=True)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        b, d, c, h, w = v.shape
+        vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
+        stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=2).reshape(b * d, 3 * c, h, w)
+        out = self.act(self.bn(self.conv(stacked)))
+        return out.reshape(b, d, -1, h, w)
+
+
+class StereoNet(nn.Module):
+    """See module docstring. ``max_disparity`` (px at input resolution) is a
+    multiple of 4; ``features``: channels at 1/4; ``groups``: correlation
+    groups; ``agg``: 3D aggregation channels; ``refine``: refinement channels."""
+
+    def __init__(self, max_disparity: int = 64, features: int = 32, groups: int = 4, agg: int = 8,
+                 refine: int = 24):
+        super().__init__()
+        if features % groups:
+            raise ValueError(f"features ({features}) must be divisible by groups ({groups})")
+        self.config = {"max_disparity": int(max_disparity), "features": features, "groups": groups,
+                       "agg": agg, "refine": refine}
+        self.set_max_disparity(max_disparity)
+        self.groups = groups
+        self.norm = NormalizeRGB()
+        self.stem = ConvBNReLU(3, 16, stride=2)
+        self.quarter = nn.Sequential(ConvBNReLU(16, features, stride=2), ResBlock(features, features),
+                                     nn.Conv2d(features, features, 3, padding=1))
+        self.aggregate = nn.Sequential(VolumeConv(groups, agg), VolumeConv(agg, agg), VolumeConv(agg, agg),
+                                       VolumeConv(agg, 1, last=True))
+        self.refine = nn.Sequential(ConvBNReLU(16 + 2, refine), ConvBNReLU(refine, refine, dilation=2),
+                                    ConvBNReLU(refine, refine, dilation=4), ConvBNReLU(refine, refine),
+                                    nn.Conv2d(refine, 2, 3, padding=1))
+
+    def set_max_disparity(self, max_disparity: int) -> None:
+        """Change the disparity search range (px at input resolution, multiple of 4)."""
+        if max_disparity < COST_STRIDE or max_disparity % COST_STRIDE:
+            raise ValueError(f"max_disparity must be a positive multiple of {COST_STRIDE}, got {max_disparity}")
+        self.max_disparity = int(max_disparity)
+        self.config["max_disparity"] = int(max_disparity)
+
+    def coarse_and_refined(self, left: torch.Tensor, right: torch.Tensor):
+        """Training view: (coarse disparity at full res, refined disparity, confidence logit)."""
+        b = left.shape[0]
+        half = self.stem(self.norm(torch.cat([left, right], dim=0)))
+        quarter = self.quarter(half)
+        fl, fr = quarter[:b], quarter[b:]
+        candidates = self.max_disparity // COST_STRIDE
+        cost = self.aggregate(correlation_volume(fl, fr, candidates, self.groups)).squeeze(2)
+        prob = torch.softmax(cost, dim=1)
+        levels = torch.arange(candidates, dtype=prob.dtype, device=prob.device).view(1, -1, 1, 1)
+        disp_q = (prob * levels).sum(dim=1, keepdim=True) * COST_STRIDE
+        peak = prob.max(dim=1, keepdim=True).values
+        half_l = half[:b]
+        disp_h = upsample_to(disp_q, half_l)
+        out = self.refine(torch.cat([half_l, disp_h / self.max_disparity, upsample_to(peak, half_l)], dim=1))
+        refined = F.relu(disp_h + out[:, :1] * (0.1 * self.max_disparity))
+        return upsample_to(disp_q, left), upsample_to(refined, left), upsample_to(out[:, 1:], left)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, disp, conf_logit = self.coarse_and_refined(left, right)
+        return disp, torch.sigmoid(conf_logit)

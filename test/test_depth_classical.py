@@ -1,0 +1,123 @@
+"""SGBM, metrics, radar encoding and disparity geometry (no networks)."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.depth.disparity import depth_to_disparity, disparity_to_depth
+from depth_nodes.depth.interface import DepthInput, make_estimator
+from depth_nodes.depth.metrics import DepthMetrics, depth_metrics, disparity_metrics
+from depth_nodes.depth.radar_encoding import encode_radar, radar_depth_image
+
+
+def _texture(rng, h, w):
+    """Random texture smoothed a little so block matching has a unique answer."""
+    noise = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    grey = cv2.GaussianBlur(noise, (0, 0), 0.8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def test_sgbm_recovers_known_shift(rng):
+    h, w, shift = 120, 200, 9
+    wide = _texture(rng, h, w + shift)
+    left, right = wide[:, :w], wide[:, shift:]  # left(x) = right(x - shift)
+    cam = PinholeCamera.from_fov(w, h, 70.0)
+    est = make_estimator("sgbm")
+    disp, conf = est.disparity(left, right)
+    inner = disp[10:-10, 40:-10]
+    assert np.isfinite(inner).mean() > 0.95
+    assert abs(np.nanmedian(inner) - shift) < 0.25
+    assert np.all(conf[~np.isfinite(disp)] == 0)
+    out = est.estimate(DepthInput(left, cam, right_rgb=right, right_camera=cam.with_baseline(0.12)))
+    expected = cam.fx * 0.12 / shift
+    assert abs(np.nanmedian(out.depth[10:-10, 40:-10]) - expected) / expected < 0.03
+
+
+def test_sgbm_parameter_validation():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make_estimator("sgbm", num_disparities=20)
+    with pytest.raises(ValueError, match="block_size"):
+        make_estimator("sgbm", block_size=4)
+
+
+def test_depth_metrics_hand_computed():
+    gt = np.array([[2.0, 4.0], [8.0, np.nan]], np.float32)
+    pred = np.array([[2.5, 4.0], [np.nan, 1.0]], np.float32)
+    m = depth_metrics(pred, gt)
+    # evaluated pixels: (2.5 vs 2) and (4 vs 4); the NaN prediction lowers density only
+    assert m["n_pixels_gt"] == 3 and m["n_pixels_evaluated"] == 2
+    assert m["density"] == pytest.approx(2 / 3)
+    assert m["abs_rel"] == pytest.approx((0.5 / 2 + 0) / 2)
+    assert m["sq_rel"] == pytest.approx((0.25 / 2) / 2)
+    assert m["rmse"] == pytest.approx(math.sqrt(0.25 / 2))
+    assert m["rmse_log"] == pytest.approx(math.sqrt(math.log(1.25) ** 2 / 2))
+    assert m["delta1"] == pytest.approx(0.5)  # ratio exactly 1.25 is not < 1.25
+    assert m["delta2"] == pytest.approx(1.0)
+    assert m["delta1_dense"] == pytest.approx(1 / 3)
+    assert m["bins"]["0-5"]["n_pixels_evaluated"] == 2
+    assert m["bins"]["5-10"]["n_pixels_gt"] == 1 and m["bins"]["5-10"]["abs_rel"] is None
+    assert m["bins"]["20+"]["density"] is None
+
+
+def test_depth_metrics_pool_over_frames():
+    acc = DepthMetrics()
+    acc.add(np.array([[1.0]]), np.array([[2.0]]))
+    acc.add(np.array([[3.0, 3.0, 3.0]]), np.array([[3.0, 3.0, 3.0]]))
+    assert acc.result()["abs_rel"] == pytest.approx(0.5 / 4)
+    with pytest.raises(ValueError, match="shape"):
+        acc.add(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_disparity_metrics_count_invalid_as_bad():
+    gt = np.array([10.0, 10.0, 10.0, 10.0, np.inf])
+    pred = np.array([10.5, 11.5, 13.0, np.nan, 0.0])
+    m = disparity_metrics(pred, np.where(np.isfinite(gt), gt, np.nan))
+    assert m["n_pixels_gt"] == 4 and m["density"] == pytest.approx(0.75)
+    assert m["epe"] == pytest.approx((0.5 + 1.5 + 3.0) / 3)
+    assert m["bad1"] == pytest.approx(3 / 4)
+    assert m["bad2"] == pytest.approx(2 / 4)
+    assert m["bad4"] == pytest.approx(1 / 4)
+
+
+def test_radar_encoding_pixel_and_depth():
+    cam = PinholeCamera(64, 48, [[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    # x = (u - cx) z / fx: a point at u=40, v=10, z=8 m; a farther one on the same pixel; one behind
+    z = 8.0
+    p = np.array([[(40 - 31.5) * z / 50, (10 - 23.5) * z / 50, z, 1.0, 5.0],
+                  [(40 - 31.5) * 20 / 50, (10 - 23.5) * 20 / 50, 20.0, 0.0, 1.0],
+                  [0.0, 0.0, -3.0, 0.0, 1.0]], np.float32)
+    enc = encode_radar(p, cam)
+    assert enc.shape == (2, 48, 64) and enc.dtype == np.float32
+    assert enc[1].sum() == 1 and enc[1, 10, 40] == 1
+    assert enc[0, 10, 40] == pytest.approx(1 / z)  # nearest point wins
+    assert radar_depth_image(enc)[10, 40] == pytest.approx(z)
+    dil = encode_radar(p, cam, dilate=1)
+    assert dil[1].sum() == 9 and dil[0, 11, 41] == pytest.approx(1 / z)
+    assert not encode_radar(None, cam).any() and not encode_radar(np.zeros((0, 5)), cam).any()
+
+
+def test_disparity_depth_round_trip():
+    depth = np.array([[1.0, 10.0, np.nan]], np.float32)
+    disp = depth_to_disparity(depth, 200.0, 0.1)
+    np.testing.assert_allclose(disp[0, :2], [20.0, 2.0])
+    assert np.isnan(disp[0, 2])
+    back = disparity_to_depth(np.array([[20.0, 2.0, 0.1, np.nan]]), 200.0, 0.1)
+    np.testing.assert_allclose(back[0, :2], [1.0, 10.0], rtol=1e-6)
+    assert np.isnan(back[0, 2:]).all()  # below the minimum disparity / invalid
+
+
+def test_eval_stereo_real_sgbm_json(capsys):
+    from depth_nodes.cli import main
+
+    assert main(["eval", "stereo-real", "--json", "--weights", "/nonexistent/stereo.safetensors"]) == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert 0.0 < res["sgbm"]["bad2"] < 1.0
+    assert 0.0 < res["sgbm"]["density"] <= 1.0 and res["sgbm"]["epe"] > 0
+    assert res["stereo_net"]["status"] == "untrained" and "stereo.safetensors" in res["stereo_net"]["reason"]
+    assert res["threads"] == 2

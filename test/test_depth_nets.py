@@ -1,0 +1,223 @@
+"""Depth networks: budgets, shapes, radar-free operation, ONNX parity, weights I/O, factory errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.depth.flops import count_macs, count_params
+from depth_nodes.depth.interface import DepthInput, make_estimator
+from depth_nodes.depth.model_io import WeightsNotFoundError, fold_batchnorm, load_weights, save_weights
+from depth_nodes.depth.mono_radar_net import MonoRadarNet
+from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, export_onnx
+from depth_nodes.depth.stereo_net import StereoNet, correlation_volume
+
+
+@pytest.fixture(autouse=True)
+def _torch_seed():
+    torch.manual_seed(0)
+
+
+def _imgs(h=240, w=320):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 3, h, w, generator=g) * 255, torch.rand(1, 3, h, w, generator=g) * 255
+
+
+def test_mono_radar_budget_and_outputs():
+    net = MonoRadarNet().eval()
+    img, _ = _imgs()
+    radar = torch.zeros(1, 2, 240, 320)
+    assert count_params(net) <= 3_000_000
+    assert count_macs(net, img, radar) <= 1.5e9
+    with torch.no_grad():
+        depth, conf = net(img, radar)  # radar channels all zero = radar dropout
+    assert depth.shape == conf.shape == (1, 1, 240, 320)
+    assert torch.isfinite(depth).all()
+    cfg = net.config
+    assert depth.min() >= cfg["min_depth"] * 0.999 and depth.max() <= cfg["max_depth"] * 1.001
+    assert conf.min() >= 0 and conf.max() <= 1
+
+
+def test_mono_radar_uses_radar_channels():
+    net = MonoRadarNet().eval()
+    img, _ = _imgs(48, 64)
+    radar = torch.zeros(1, 2, 48, 64)
+    radar[0, :, 20:24, 30:34] = torch.tensor([0.2, 1.0]).view(2, 1, 1)
+    with torch.no_grad():
+        d0, _ = net(img, torch.zeros_like(radar))
+        d1, _ = net(img, radar)
+    assert not torch.allclose(d0, d1)
+
+
+def test_stereo_budget_and_outputs():
+    net = StereoNet(max_disparity=64).eval()
+    left, right = _imgs()
+    assert count_params(net) <= 3_000_000
+    assert count_macs(net, left, right) <= 1.5e9
+    with torch.no_grad():
+        disp, conf = net(left, right)
+    assert disp.shape == conf.shape == (1, 1, 240, 320)
+    assert (disp >= 0).all() and torch.isfinite(disp).all()
+    assert conf.min() >= 0 and conf.max() <= 1
+
+
+def test_correlation_volume_peaks_at_true_shift():
+    g = torch.Generator().manual_seed(3)
+    fl = torch.randn(1, 64, 10, 40, generator=g)
+    shift = 5
+    fr = torch.roll(fl, -shift, dims=3)  # right(x) = left(x + shift)  =>  left(x) = right(x - shift)
+    vol = correlation_volume(fl, fr, candidates=12, groups=2)
+    assert vol.shape == (1, 12, 2, 10, 40)
+    best = vol.mean(dim=2)[0, :, :, shift:-shift].argmax(dim=0)
+    assert (best == shift).float().mean() > 0.99
+
+
+def test_stereo_max_disparity_changes_without_new_weights():
+    net = StereoNet(max_disparity=32).eval()
+    n = count_params(net)
+    net.set_max_disparity(64)
+    assert count_params(net) == n and net.config["max_disparity"] == 64
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net.set_max_disparity(30)
+
+
+def _onnx_parity(net, inputs):
+    onnx_bytes = export_onnx(net, inputs)
+    ort_out = OnnxBackend(onnx_bytes)(inputs)
+    with torch.no_grad():
+        torch_out = [o.numpy() for o in net(*[torch.from_numpy(x) for x in inputs])]
+    return torch_out, ort_out
+
+
+def test_onnx_matches_torch_mono_radar():
+    net = MonoRadarNet().eval()
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
+    radar = np.zeros((1, 2, 48, 64), np.float32)
+    radar[0, :, 10, 10] = (0.25, 1.0)
+    t, o = _onnx_parity(net, [img, radar])
+    np.testing.assert_allclose(o[0], t[0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(o[1], t[1], atol=1e-4)
+
+
+def test_onnx_matches_torch_stereo():
+    net = StereoNet(max_disparity=16).eval()
+    rng = np.random.default_rng(0)
+    left = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
+    right = np.roll(left, -4, axis=3)
+    t, o = _onnx_parity(net, [left, right])
+    np.testing.assert_allclose(o[0], t[0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(o[1], t[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
+def test_fold_batchnorm_keeps_outputs(make):
+    net = make().eval()
+    for m in net.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    img, img2 = _imgs(48, 64)
+    second = torch.rand(1, 2, 48, 64) if isinstance(net, MonoRadarNet) else img2
+    with torch.no_grad():
+        ref = net(img, second)[0]
+        folded = fold_batchnorm(net)(img, second)[0]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(folded, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_safetensors_round_trip(tmp_path):
+    net = StereoNet(max_disparity=32).eval()
+    path = save_weights(net, tmp_path / "stereo.safetensors", {"metrics": {"epe": 1.0}})
+    assert path.read_bytes()[8:9] == b"{"  # safetensors: u64 header length, then a JSON header
+    loaded, card = load_weights(path, max_disparity=48)
+    assert card["metrics"]["epe"] == 1.0 and card["architecture"]["class"] == "StereoNet"
+    assert loaded.max_disparity == 48
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+
+
+def test_loading_never_unpickles(tmp_path):
+    net = MonoRadarNet()
+    path = save_weights(net, tmp_path / "m.safetensors")
+    torch.save(net.state_dict(), path)  # a pickle in disguise must be rejected, not executed
+    with pytest.raises(Exception) as exc:
+        load_weights(path)
+    assert "pickle" not in type(exc.value).__name__.lower()
+
+
+def test_factory_errors():
+    with pytest.raises(WeightsNotFoundError, match="stereo.safetensors"):
+        make_estimator("stereo", weights="/nonexistent/stereo.safetensors")
+    with pytest.raises(ValueError, match="mode"):
+        make_estimator("lidar")
+    with pytest.raises(ValueError, match="runtime"):
+        make_estimator("mono", runtime="tflite")
+    with pytest.raises(ValueError, match="max_disparity"):
+        make_estimator("sgbm", max_disparity=64)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeUnavailableError, match="tensorrt|CUDA"):
+            make_estimator("mono", runtime="tensorrt", weights="random-init")
+        with pytest.raises(RuntimeUnavailableError, match="cuda"):
+            make_estimator("mono", device="cuda", weights="random-init")
+        with pytest.raises(RuntimeUnavailableError, match="CUDAExecutionProvider"):
+            make_estimator("stereo", runtime="onnx", device="cuda", weights="random-init")
+
+
+def test_estimators_end_to_end_random_init():
+    cam = PinholeCamera.from_fov(96, 64, 80.0)
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    inp = DepthInput(left, cam, np.zeros((0, 5), np.float32), np.roll(left, -4, axis=1), cam.with_baseline(0.1))
+    for mode in ("mono", "mono-radar", "stereo"):
+        est = make_estimator(mode, weights="random-init", net_size=(64, 48))
+        out = est.estimate(inp)
+        assert est.weights_status == "random-init"
+        assert out.depth.shape == (64, 96) and out.depth.dtype == np.float32
+        assert np.all((out.confidence >= 0) & (out.confidence <= 1))
+        assert "network" in out.timings and out.timings["total"] >= out.timings["network"]
+
+
+def test_input_validation():
+    cam = PinholeCamera.from_fov(64, 48, 80.0)
+    img = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="rgb shape"):
+        DepthInput(np.zeros((40, 64, 3), np.uint8), cam)
+    with pytest.raises(ValueError, match="uint8"):
+        DepthInput(img.astype(np.float32), cam)
+    with pytest.raises(ValueError, match="radar"):
+        DepthInput(img, cam, radar=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        DepthInput(img, cam, radar=np.full((1, 5), np.nan, np.float32))
+    with pytest.raises(ValueError, match="baseline"):
+        DepthInput(img, cam, right_rgb=img, right_camera=cam)
+    with pytest.raises(ValueError, match="right_rgb"):
+        make_estimator("sgbm").estimate(DepthInput(img, cam))
+
+
+def test_losses_vanish_for_perfect_prediction_and_grow_with_error():
+    from depth_nodes.depth.losses import gradient_matching, silog
+
+    g = torch.Generator().manual_seed(2)
+    log_gt = torch.rand(2, 1, 16, 20, generator=g) * 3
+    mask = (torch.rand(2, 1, 16, 20, generator=g) > 0.2).float()
+    assert silog(log_gt, log_gt, mask) < 1e-3
+    assert gradient_matching(log_gt, log_gt, mask) < 1e-6
+    # a global scale error is (mostly) forgiven by silog, local noise is not
+    assert silog(log_gt + 0.5, log_gt, mask) < 0.5 * 0.5
+    noisy = log_gt + 0.3 * torch.randn(2, 1, 16, 20, generator=g)
+    assert silog(noisy, log_gt, mask) > 0.2 and gradient_matching(noisy, log_gt, mask) > 0.1
+
+
+def test_volume_conv_equals_conv3d():
+    from depth_nodes.depth.stereo_net import VolumeConv
+
+    conv3d = torch.nn.Conv3d(4, 6, 3, padding=1, bias=False)
+    vc = VolumeConv(4, 6, last=True)
+    with torch.no_grad():
+        vc.conv.weight.copy_(conv3d.weight.permute(0, 2, 1, 3, 4).reshape(6, 12, 3, 3))
+        vc.conv.bias.zero_()
+        v = torch.randn(2, 5, 4, 7, 9, generator=torch.Generator().manual_seed(4))  # (B, D, C, H, W)
+        ref = conv3d(v.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
+        torch.testing.assert_close(vc(v), ref, rtol=1e-4, atol=1e-5)

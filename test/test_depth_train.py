@@ -1,0 +1,142 @@
+"""Dataset loading, short training runs with checkpoint/resume, and eval/bench commands on fake data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from depth_nodes.cli import main
+from depth_nodes.depth.data import DepthDataset, read_manifest, split_seeds
+from depth_nodes.depth.evaluate import bench_models
+
+W, H, BASELINE = 64, 48, 0.1
+K = [50.0, 0.0, 31.5, 0.0, 50.0, 23.5, 0.0, 0.0, 1.0]
+
+
+def write_fake_dataset(root, seeds=(3, 7), frames_per_world=2, rng_seed=0):
+    """A tiny dataset in the `depth-nodes sim dataset` format: a textured slanted wall per frame."""
+    rng = np.random.default_rng(rng_seed)
+    (root / "frames").mkdir(parents=True)
+    frames = []
+    u = np.arange(W)
+    for wi, seed in enumerate(seeds):
+        for f in range(frames_per_world):
+            depth = np.tile(np.linspace(2.0, 6.0, H, dtype=np.float32)[:, None], (1, W)) * (1 + 0.2 * f)
+            depth[:3] = np.nan  # sky
+            tex = rng.integers(0, 256, (H, W + 40, 3), dtype=np.uint8)
+            left = tex[:, :W].copy()
+            disp = np.nan_to_num(50.0 * BASELINE / depth, nan=0.0)
+            cols = np.clip(np.rint(u[None, :] - disp).astype(int), 0, W - 1)
+            right = np.zeros_like(left)
+            right[np.arange(H)[:, None], cols] = left  # forward-warp: left(x) = right(x - d)
+            vv, uu = rng.integers(5, H, 12), rng.integers(0, W, 12)
+            z = depth[vv, uu]
+            radar = np.column_stack([(uu - 31.5) * z / 50.0, (vv - 23.5) * z / 50.0, z,
+                                     np.zeros(12), np.ones(12)]).astype(np.float32)
+            name = f"frames/{wi:03d}_{f:04d}.npz"
+            np.savez(root / name, rgb=left, right=right, depth=depth, radar=radar,
+                     K=np.asarray(K).reshape(3, 3), baseline=np.float64(BASELINE), T_world_cam=np.eye(4))
+            frames.append({"file": name, "world": {"kind": "forest", "seed": seed}, "frame": f})
+    manifest = {"version": 1, "frames": frames, "camera": {"width": W, "height": H, "K": K, "baseline": BASELINE}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_fake_dataset(tmp_path_factory.mktemp("ds") / "data")
+
+
+def test_split_holds_out_worlds():
+    assert split_seeds([5, 1, 5, 9, 3], 0.2) == ([1, 3, 5], [9])
+    assert split_seeds([4, 4], 0.2) == ([4], [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_seeds([1, 2], 1.0)
+
+
+def test_dataset_items_and_augmentation(dataset):
+    train = DepthDataset(dataset, "train", augment=True, seed=1)
+    val = DepthDataset(dataset, "val")
+    assert len(train) == 2 and len(val) == 2
+    assert {f["world"]["seed"] for f in val.frames} == {7}
+    item = val[0]
+    assert item["image"].shape == (3, H, W) and item["radar"].shape == (2, H, W)
+    assert item["depth"].shape == item["valid"].shape == item["disparity"].shape == (1, H, W)
+    assert item["valid"][0, :3].sum() == 0 and item["valid"][0, 3:].all()
+    # disparity GT = fx * B / depth
+    np.testing.assert_allclose(item["disparity"][0, 10], 50.0 * BASELINE / item["depth"][0, 10], rtol=1e-5)
+    assert item["radar"][1].sum() > 0
+    small = DepthDataset(dataset, "all", size=(32, 24))[0]
+    assert small["image"].shape == (3, 24, 32) and small["disparity"][0, 20].max() < item["disparity"].max()
+    aug = [train[0]["image"] for _ in range(3)]
+    assert not np.array_equal(aug[0], aug[1])
+
+
+def test_bad_dataset_is_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": 2, "frames": []}))
+    with pytest.raises(ValueError, match="version"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("task", ["mono", pytest.param("stereo", marks=pytest.mark.slow)])
+def test_train_two_steps_then_resume(dataset, tmp_path, task, capsys):
+    out = tmp_path / "run"
+    common = ["train", task, "--data", str(dataset), "--minutes", "5", "--out", str(out), "--batch", "2",
+              "--seed", "0", "--max-disparity", "16", "--json"]
+    assert main([*common, "--steps", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["steps"] == 2
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    assert ckpt["step"] == 2 and (out / "checkpoint_optim.safetensors").is_file()
+    name = "mono_radar" if task == "mono" else "stereo"
+    card = json.loads((out / f"{name}.json").read_text())
+    assert card["training"]["steps"] == 2 and "--steps 2" in card["training"]["command"]
+    assert card["data"]["val_world_seeds"] == [7] and card["params"] > 0 and card["gmac_320x240"] > 0
+    assert "abs_rel" in card["metrics_val"]
+
+    assert main([*common, "--steps", "3", "--resume", str(out / "checkpoint.json")]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["steps"] == 3
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 3
+
+    mode = "mono-radar" if task == "mono" else "stereo"
+    assert main(["eval", "depth", "--data", str(dataset), "--mode", mode, "--weights",
+                 str(out / f"{name}.safetensors"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["weights"] == "trained" and res["n_frames"] == 2 and res["world_seeds"] == [7]
+    assert 0.0 <= res["delta1"] <= 1.0 and set(res["bins"]) == {"0-5", "5-10", "10-20", "20+"}
+
+
+def test_eval_depth_sgbm(dataset, capsys):
+    assert main(["eval", "depth", "--data", str(dataset), "--mode", "sgbm", "--split", "all", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["mode"] == "sgbm" and res["n_frames"] == 4 and res["n_pixels_gt"] == 4 * (H - 3) * W
+    assert res["density"] > 0.3 and res["abs_rel"] < 0.3
+
+
+def test_eval_depth_missing_weights_is_clear(dataset, capsys):
+    assert main(["eval", "depth", "--data", str(dataset), "--mode", "stereo",
+                 "--weights", "/nonexistent/stereo.safetensors", "--json"]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_bench_models_small():
+    res = bench_models(runtimes=("torch", "onnx"), sizes=((64, 48),), repeat=2)
+    for key in ("mono_radar_64x48_ms", "mono_radar_onnx_64x48_ms", "stereo_64x48_ms", "stereo_onnx_64x48_ms",
+                "sgbm_64x48_ms", "mono_radar_gmac_64x48", "stereo_params"):
+        assert res[key] > 0, key
+    assert res["weights"] == "random-init"
+
+
+def test_export_onnx_cli(tmp_path):
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--model", "mono-radar", "--weights", "random-init", "--size", "64x48",
+                 "--out", str(out)]) == 0
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["image", "radar"]
