@@ -58,7 +58,86 @@ def _compare(args) -> int:
     return 0
 
 
+def _parse_list(text: str, kind, name: str) -> list:
+    try:
+        values = [kind(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be a comma-separated list, got {text!r}") from None
+    if not values:
+        raise ValueError(f"--{name} is empty")
+    return values
+
+
+def _flight(args) -> int:
+    import logging
+
+    from depth_nodes.eval.flight import FlightConfig, aggregate, run_trials
+    from depth_nodes.eval.flight_report import write_flight_report
+    from depth_nodes.sim.world import WorldSpec, build_world
+
+    speeds = _parse_list(args.speeds, float, "speeds")
+    worlds_kinds = _parse_list(args.world, str, "world")
+    depths = _parse_list(args.depth, str, "depth")
+    if args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    settings = [(w, d, v) for w in worlds_kinds for d in depths for v in speeds]
+    density = float(args.density) if args.density.replace(".", "", 1).isdigit() else args.density
+    configs = {s: [FlightConfig(world=s[0], density=density, seed=args.seed + i, speed=s[2], depth=s[1])
+                   for i in range(args.trials)] for s in settings}
+    flat = [c for cs in configs.values() for c in cs]
+    logging.getLogger(__name__).info("%d settings x %d trials = %d flights on %d worker(s)",
+                                     len(settings), args.trials, len(flat), args.workers)
+    results = run_trials(flat, workers=args.workers, progress=True)
+    by_setting, table, k = {}, [], 0
+    for s in settings:
+        rs = results[k:k + args.trials]
+        k += args.trials
+        name = f"{s[0]} {args.density} depth={s[1]} {s[2]:g} m/s"
+        by_setting[name] = rs
+        table.append({"setting": name, "world": s[0], "density": args.density, "depth": s[1], "speed_m_s": s[2],
+                      **aggregate(rs)})
+    meta = run_info(data=f"simulated worlds {worlds_kinds}, density {args.density}, "
+                         f"world seeds {args.seed}..{args.seed + args.trials - 1}",
+                    seed=args.seed, device="cpu", workers=args.workers)
+    if args.out:
+        worlds = {(c.world, c.seed, str(c.density)): build_world(WorldSpec(c.world, c.seed, c.density))
+                  for cs in configs.values() for c in cs[:4]}
+        path = write_flight_report(args.out, table, by_setting, meta, worlds)
+        logging.getLogger(__name__).info("report: %s", path)
+    if args.json:
+        emit_json({"results": table, "run": meta})
+        return 0
+    cols = ("setting", "success_rate", "collision_rate", "mean_speed_m_s", "min_clearance_m", "plan_ms_median")
+    sys.stdout.write(" | ".join(cols) + "\n")
+    for row in table:
+        sys.stdout.write(" | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in cols)
+                         + "\n")
+    return 0
+
+
 def register(groups) -> None:
+    import os
+
+    from depth_nodes.eval.demo import register_demo
+
+    register_demo(groups["root"])
+
+    p = groups["eval"].add_parser(
+        "flight", help="closed-loop flight benchmark in simulated worlds (no ROS)",
+        description="Fly trials through simulated worlds with the full perception-mapping-planning loop "
+                    "in simulated time; trial i uses world seed SEED+i.")
+    p.add_argument("--world", default="forest", help="world kinds, comma-separated (forest,urban,indoor)")
+    p.add_argument("--density", default="medium", help="sparse, medium, dense or trees per 100 m^2")
+    p.add_argument("--speeds", default="3", help="cruise speeds in m/s, comma-separated")
+    p.add_argument("--trials", type=int, default=20, help="trials per setting")
+    p.add_argument("--seed", type=int, default=100, help="world seed of the first trial")
+    p.add_argument("--depth", default="gt", help="depth sources, comma-separated: gt, mono, mono-radar, stereo, sgbm")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                   help="parallel processes (default: all cores)")
+    p.add_argument("--out", default=None, help="directory for metrics.json and report.html")
+    add_json_flag(p)
+    p.set_defaults(func=_flight)
+
     p = groups["eval"].add_parser("bag-info", help="topics, types, counts, duration, ground truth of a bag",
                                   description="Summarise a rosbag2 bag (directory, .mcap or .db3).")
     p.add_argument("bag", help="bag directory or .mcap/.db3 file")

@@ -1,0 +1,247 @@
+"""Closed-loop flight harness: world + sensors + depth source + TSDF + planner + vehicle.
+
+Everything runs in simulated time, deterministically per seed, with no ROS:
+
+    every 1 / control_rate_hz seconds of simulated time
+        render the camera at the vehicle's pose (and radar / right image if the
+        depth source needs them) -> depth (GT or an estimator)
+        integrate the depth into the TSDF at the camera pose
+        build the local ESDF window around the vehicle
+        plan from the vehicle state with the ESDF and the newest depth frame
+        the vehicle tracks the chosen primitive for one control period
+            (integrated at sim_dt; a collision ends the flight)
+
+A trial succeeds when the vehicle gets within ``goal_tolerance_m`` of the goal
+without a collision before ``max_time_s``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEPTH_SOURCES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
+
+
+@dataclass(frozen=True)
+class FlightConfig:
+    """One closed-loop trial. Speeds in m/s, times in s, distances in m."""
+
+    world: str = "forest"
+    density: str | float = "medium"
+    seed: int = 100
+    speed: float = 3.0
+    depth: str = "gt"
+    control_rate_hz: float = 10.0
+    sim_dt: float = 0.02
+    max_time_s: float | None = None          # None: 3x the straight-line time + 20 s
+    goal_tolerance_m: float = 1.0
+    robot_radius: float = 0.25
+    margin: float = 0.15
+    voxel_size: float = 0.10
+    horizon_m: float = 6.0                   # primitive length at full speed (sets horizon_s)
+    record_path: bool = True
+
+    def __post_init__(self):
+        if self.depth not in DEPTH_SOURCES:
+            raise ValueError(f"depth must be one of {DEPTH_SOURCES}, got {self.depth!r}")
+        for name in ("speed", "control_rate_hz", "sim_dt", "goal_tolerance_m", "robot_radius", "voxel_size",
+                     "horizon_m"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"flight {name} must be finite and > 0, got {v}")
+        if self.speed > 15.0:
+            raise ValueError(f"flight speed must be <= 15 m/s, got {self.speed}")
+        if self.sim_dt > 1.0 / self.control_rate_hz:
+            raise ValueError(f"sim_dt {self.sim_dt} must not exceed the control period {1 / self.control_rate_hz}")
+
+
+@dataclass
+class FlightResult:
+    config: dict
+    success: bool
+    collided: bool
+    timed_out: bool
+    time_s: float
+    path_length_m: float
+    mean_speed_m_s: float
+    min_clearance_m: float
+    plan_ms: list = field(default_factory=list)
+    map_ms: list = field(default_factory=list)
+    depth_ms: list = field(default_factory=list)
+    statuses: dict = field(default_factory=dict)
+    path: np.ndarray | None = None
+    goal: np.ndarray | None = None
+    start: np.ndarray | None = None
+    end_reason: str = ""
+    wall_s: float = 0.0
+
+    def summary(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("path", "goal", "start", "plan_ms", "map_ms",
+                                                                  "depth_ms")}
+        d["plan_ms_median"] = float(np.median(self.plan_ms)) if self.plan_ms else float("nan")
+        d["map_ms_median"] = float(np.median(self.map_ms)) if self.map_ms else float("nan")
+        d["depth_ms_median"] = float(np.median(self.depth_ms)) if self.depth_ms else float("nan")
+        return d
+
+
+class DepthSource:
+    """Depth for the planner and map: rendered ground truth or an estimator on rendered images."""
+
+    def __init__(self, mode: str, suite):
+        self.mode, self.suite = mode, suite
+        self.estimator = None
+        if mode != "gt":
+            from depth_nodes.depth.interface import make_estimator
+
+            self.estimator = make_estimator(mode)
+
+    def __call__(self, T_world_body, v_world, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(depth (H, W) float32 metres, T_world_cam) at the body pose."""
+        suite = self.suite
+        rig = suite.rig
+        T_wc = T_world_body @ rig.T_body_camera
+        if self.mode == "gt":
+            return suite.camera.depth(T_wc), T_wc
+        from depth_nodes.depth.interface import DepthInput
+        from depth_nodes.sim.radar import transform_radar_points
+
+        stereo = self.mode in ("stereo", "sgbm")
+        radar = self.mode == "mono-radar"
+        frame = suite.render(T_world_body, v_world, rng, stereo=stereo, radar=radar)
+        radar_cam = None
+        if radar and frame.radar is not None:
+            radar_cam = transform_radar_points(frame.radar.points, rig.T_camera_radar)
+        inp = DepthInput(rgb=frame.rgb, camera=rig.camera, radar=radar_cam,
+                         right_rgb=frame.right if stereo else None,
+                         right_camera=rig.right_camera if stereo else None)
+        return self.estimator.estimate(inp).depth, frame.T_world_cam
+
+
+def _planner_config(cfg: FlightConfig):
+    from depth_nodes.planning.planner import PlannerConfig
+    from depth_nodes.planning.primitives import PrimitiveLibraryConfig
+
+    v = cfg.speed
+    speeds = tuple(sorted({round(v * f, 3) for f in (0.25, 0.5, 0.75, 1.0)}))
+    horizon_s = float(np.clip(cfg.horizon_m / v, 1.0, 3.0))
+    library = PrimitiveLibraryConfig(speeds=speeds, v_max=v * 1.1, horizon_s=horizon_s)
+    return PlannerConfig(robot_radius=cfg.robot_radius, margin=cfg.margin, library=library,
+                         depth_timeout_s=3.0 / cfg.control_rate_hz, odom_timeout_s=3.0 / cfg.control_rate_hz)
+
+
+def run_flight(cfg: FlightConfig) -> FlightResult:
+    """Fly one trial; deterministic in ``cfg``."""
+    from depth_nodes.mapping.config import TsdfConfig
+    from depth_nodes.mapping.tsdf import TsdfMap
+    from depth_nodes.planning.planner import PrimitivePlanner
+    from depth_nodes.planning.state import DepthFrame
+    from depth_nodes.planning.state import VehicleState as PlanState
+    from depth_nodes.sim.rig import SensorRig
+    from depth_nodes.sim.suite import SensorSuite
+    from depth_nodes.sim.vehicle import Vehicle
+    from depth_nodes.sim.world import WorldSpec, build_world
+
+    wall0 = time.perf_counter()
+    world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density))
+    rig = SensorRig()
+    suite = SensorSuite(world, rig)
+    depth_source = DepthSource(cfg.depth, suite)
+    pcfg = _planner_config(cfg)
+    planner = PrimitivePlanner(pcfg)
+    reach = pcfg.library.horizon_s * cfg.speed + 2.0
+    window = (reach, reach, 2.5)
+    tsdf = TsdfMap(TsdfConfig(voxel_size=cfg.voxel_size, window_radius_m=max(20.0, 1.5 * reach)))
+    start, goal = world.start.copy(), world.goal.copy()
+    heading = float(np.arctan2(goal[1] - start[1], goal[0] - start[0]))
+    vehicle = Vehicle(world, start, yaw=heading, max_vel=cfg.speed * 1.2, max_acc=pcfg.library.a_max * 1.25,
+                      radius=cfg.robot_radius)
+    straight = float(np.linalg.norm(goal - start))
+    max_time = cfg.max_time_s if cfg.max_time_s is not None else 3.0 * straight / cfg.speed + 20.0
+    rng = np.random.default_rng([cfg.seed, 7])
+    period = 1.0 / cfg.control_rate_hz
+    n_sub = max(1, int(round(period / cfg.sim_dt)))
+    dt = period / n_sub
+
+    path = [start.copy()]
+    plan_ms, map_ms, depth_ms, statuses = [], [], [], {}
+    t = 0.0
+    end_reason = "timeout"
+    success = collided = False
+    while t < max_time:
+        s = vehicle.state
+        T_wb = vehicle.pose
+        t0 = time.perf_counter()
+        depth, T_wc = depth_source(T_wb, s.vel, rng)
+        t1 = time.perf_counter()
+        tsdf.integrate(depth, rig.camera, T_wc)
+        esdf = tsdf.esdf_window(s.pos, window, max_distance_m=1.0)
+        t2 = time.perf_counter()
+        state = PlanState(pos=s.pos, vel=s.vel, acc=s.acc, yaw=s.yaw, stamp=t)
+        result = planner.plan(state, now=t, goal=goal, distance_field=esdf,
+                              depth_frame=DepthFrame(depth, rig.camera, T_wc, t))
+        depth_ms.append((t1 - t0) * 1e3)
+        map_ms.append((t2 - t1) * 1e3)
+        plan_ms.append(result.timings_ms["total"])
+        statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
+        vehicle.follow(result.trajectory)
+        for _ in range(n_sub):
+            st = vehicle.step(dt)
+            path.append(st.pos.copy())
+            if st.collided:
+                break
+        t = vehicle.state.t
+        if vehicle.state.collided:
+            collided, end_reason = True, f"collision at {np.round(vehicle.state.pos, 2).tolist()}"
+            break
+        if np.linalg.norm(vehicle.state.pos - goal) <= cfg.goal_tolerance_m:
+            success, end_reason = True, "goal reached"
+            break
+    path_arr = np.asarray(path)
+    seg = np.linalg.norm(np.diff(path_arr, axis=0), axis=1)
+    length = float(seg.sum())
+    clearance = float(np.min(world.distance(path_arr.astype(np.float32)))) if len(path_arr) else float("nan")
+    return FlightResult(
+        config=asdict(cfg), success=success, collided=collided, timed_out=not (success or collided),
+        time_s=float(t), path_length_m=length, mean_speed_m_s=length / t if t > 0 else 0.0,
+        min_clearance_m=clearance, plan_ms=plan_ms, map_ms=map_ms, depth_ms=depth_ms, statuses=statuses,
+        path=path_arr if cfg.record_path else None, goal=goal, start=start, end_reason=end_reason,
+        wall_s=time.perf_counter() - wall0)
+
+
+def _run_one(cfg: FlightConfig) -> FlightResult:
+    return run_flight(cfg)
+
+
+def run_trials(configs: list[FlightConfig], workers: int = 1, progress: bool = True) -> list[FlightResult]:
+    """Run trials, in parallel processes when ``workers`` > 1; results in input order."""
+    from tqdm import tqdm
+
+    if workers <= 1:
+        return [run_flight(c) for c in tqdm(configs, desc="flights", unit="trial", disable=not progress)]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        return list(tqdm(ex.map(_run_one, configs), total=len(configs), desc="flights", unit="trial",
+                         disable=not progress))
+
+
+def aggregate(results: list[FlightResult]) -> dict:
+    """Success/collision rates and medians over trials of one setting."""
+    n = len(results)
+    plan = np.concatenate([r.plan_ms for r in results]) if n else np.array([])
+    return {
+        "trials": n,
+        "success_rate": sum(r.success for r in results) / n if n else float("nan"),
+        "collision_rate": sum(r.collided for r in results) / n if n else float("nan"),
+        "timeout_rate": sum(r.timed_out for r in results) / n if n else float("nan"),
+        "mean_speed_m_s": float(np.mean([r.mean_speed_m_s for r in results])) if n else float("nan"),
+        "min_clearance_m": float(np.min([r.min_clearance_m for r in results])) if n else float("nan"),
+        "plan_ms_median": float(np.median(plan)) if plan.size else float("nan"),
+        "map_ms_median": float(np.median(np.concatenate([r.map_ms for r in results]))) if n else float("nan"),
+    }
