@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "depth_nodes.ros.commands",
     "depth_nodes.sim.commands",
     "depth_nodes.launcher",
+    "depth_nodes.planning.commands",
     "depth_nodes.mapping.commands",
     "depth_nodes.eval.commands",
     "depth_nodes.depth.commands",

@@ -1,0 +1,207 @@
+"""Collision checking of all primitives x path points at once.
+
+A primitive's path is its S samples followed by K stopping-tail points (the
+stop from its end state), so a feasible primitive leaves the vehicle able to
+stop. Two obstacle sources, both optional and combined:
+
+* a :class:`~depth_nodes.planning.distance.DistanceField` (the map): a point
+  is blocked when its distance is below the required clearance;
+* the newest depth image (:class:`DepthObstacleImage`): a point projected into
+  the image is blocked when it lies deeper than the (eroded) observed depth
+  minus the required clearance, i.e. at or behind a seen surface.
+
+A point is known when either source observed it. Unknown points follow an
+:class:`UnknownPolicy`. The required clearance of a primitive is
+``robot_radius + margin`` plus half its longest step between path points, so
+the straight segments between them are covered too. Point 0 (the current
+state) never blocks: nothing the planner picks can change it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from depth_nodes.geometry import invert_pose
+from depth_nodes.planning.distance import DistanceField
+from depth_nodes.planning.primitives import PrimitiveSet
+from depth_nodes.planning.state import DepthFrame
+
+#: Lower edges (m, optical z) of the depth bins that get their own erosion level:
+#: geometric with ratio sqrt(2) from 0.5 m, so a sample's window is at most sqrt(2)
+#: wider than its depth needs (below 0.5 m the whole image counts).
+DEPTH_BIN_EDGES = tuple(np.concatenate([[0.0], 0.5 * np.sqrt(2.0) ** np.arange(10)]))
+
+
+class UnknownPolicy(str, Enum):
+    """How samples nobody observed are treated."""
+
+    FORBID = "forbid"          # blocked beyond ``unknown_free_dist`` of the start
+    PENALTY = "penalty"        # allowed, costed per unknown sample by the selector
+    OPTIMISTIC = "optimistic"  # treated as free
+
+    @classmethod
+    def parse(cls, value) -> "UnknownPolicy":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown_policy must be one of {[p.value for p in cls]}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class CollisionResult:
+    """Result over each primitive's path: its S samples then its K stopping-tail points.
+
+    Per primitive: ``feasible`` (P,), ``min_clearance`` (P,) metres from the
+    path (robot centre) to the nearest observed obstacle (+inf when none seen;
+    map distance or depth-image gap along the ray), ``unknown_fraction`` (P,),
+    ``first_collision`` (P,) path index (-1 when free; >= S means the vehicle
+    could not stop after the primitive), ``required`` (P,) clearance used; per
+    path point ``blocked`` and ``unknown`` (P, S + K). Point 0 (the start) is
+    excluded from all of them."""
+
+    feasible: np.ndarray
+    min_clearance: np.ndarray
+    unknown_fraction: np.ndarray
+    first_collision: np.ndarray
+    required: np.ndarray
+    blocked: np.ndarray
+    unknown: np.ndarray
+
+
+def path_points(prims: PrimitiveSet) -> np.ndarray:
+    """(P, S + K, 3): the samples followed by the stopping tail."""
+    return np.concatenate([prims.pos, prims.tail], axis=1)
+
+
+def required_clearance(prims: PrimitiveSet, robot_radius: float, margin: float) -> np.ndarray:
+    """(P,) clearance: radius + margin + half the longest step between consecutive path points."""
+    path = path_points(prims)
+    step = np.linalg.norm(np.diff(path, axis=1), axis=2).max(axis=1) if path.shape[1] > 1 else 0.0
+    return robot_radius + margin + 0.5 * step
+
+
+class DepthObstacleImage:
+    """A depth frame prepared for collision queries (computed once per frame).
+
+    For each depth bin ``[z_lo, z_hi)`` the image is min-filtered with a square
+    window of half-width ``ceil(f * lateral_clearance / z_lo)`` pixels, so a
+    sample at depth ``z >= z_lo`` sees the nearest surface within
+    ``lateral_clearance`` metres sideways. Invalid (NaN) pixels do not block
+    but leave samples behind them unknown.
+    """
+
+    def __init__(self, frame: DepthFrame, lateral_clearance: float):
+        if not (np.isfinite(lateral_clearance) and lateral_clearance >= 0):
+            raise ValueError(f"lateral_clearance must be finite and >= 0, got {lateral_clearance}")
+        self.frame = frame
+        self.camera = cam = frame.camera
+        self.T_cam_world = invert_pose(frame.T_world_cam)
+        depth = frame.depth
+        self.invalid = np.isnan(depth)
+        filled = np.where(self.invalid, np.float32(np.inf), depth)
+        self.edges = np.asarray(DEPTH_BIN_EDGES, dtype=np.float64)
+        f = max(cam.fx, cam.fy)
+        cap = max(cam.width, cam.height)
+        halves = [cap if z_lo <= 0 else min(cap, int(np.ceil(f * lateral_clearance / z_lo))) for z_lo in self.edges]
+        # windows compose (a square of half-width a then b = one of a + b), so erode
+        # incrementally from the farthest bin (smallest window) to the nearest
+        levels = [None] * len(halves)
+        current, done = filled, 0
+        for i in np.argsort(halves, kind="stable"):
+            current = _min_filter(current, halves[i] - done)
+            done = halves[i]
+            levels[i] = current
+        self.eroded = np.stack(levels)  # (L, H, W)
+
+    def query(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) world points -> (gap (N,) metres, known (N,) bool).
+
+        ``gap`` = eroded observed depth - sample depth (NaN where unknown); a
+        sample with ``gap < clearance`` is at or behind a surface.
+        """
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        pc = p @ self.T_cam_world[:3, :3].T + self.T_cam_world[:3, 3]
+        uv, z = self.camera.project(pc)
+        inside = self.camera.in_image(uv, z)
+        u = np.where(inside, np.rint(uv[:, 0]), 0).astype(np.int64)
+        v = np.where(inside, np.rint(uv[:, 1]), 0).astype(np.int64)
+        lvl = np.clip(np.searchsorted(self.edges, np.where(inside, z, 0.0), side="right") - 1,
+                      0, len(self.edges) - 1)
+        observed = self.eroded[lvl, v, u]
+        known = inside & ~self.invalid[v, u]
+        gap = np.where(inside & np.isfinite(observed), observed - z, np.nan)
+        return gap, known
+
+
+def _min_filter(image: np.ndarray, half: int) -> np.ndarray:
+    """Minimum over a (2 half + 1)^2 square window; outside the image counts as +inf."""
+    if half <= 0:
+        return image
+    if half >= max(image.shape) - 1:  # every window covers the whole image
+        return np.full_like(image, image.min())
+    if half <= 48:  # OpenCV's erosion is O(window) but vectorised: faster for small windows
+        kernel = np.ones((2 * half + 1, 2 * half + 1), np.uint8)
+        return cv2.erode(image, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float("inf"))
+    return ndimage.minimum_filter(image, size=2 * half + 1, mode="constant", cval=np.inf)
+
+
+def check_primitives(prims: PrimitiveSet, required: np.ndarray, *,
+                     distance_field: DistanceField | None = None,
+                     depth_image: DepthObstacleImage | None = None,
+                     policy: UnknownPolicy = UnknownPolicy.FORBID,
+                     unknown_free_dist: float = 0.5,
+                     min_altitude: float | None = None) -> CollisionResult:
+    """Check every path point (samples and stopping tail) of every primitive against
+    the map and/or the depth image.
+
+    ``required`` (P,) clearance per primitive (see :func:`required_clearance`).
+    ``min_altitude`` (m, world z) additionally blocks samples below it that are
+    also below the start (so a vehicle on the ground can still climb out).
+    """
+    path = path_points(prims)
+    P, S = path.shape[:2]
+    required = np.asarray(required, dtype=np.float64).reshape(-1)
+    if required.shape != (P,):
+        raise ValueError(f"required must have shape ({P},), got {required.shape}")
+    pts = path.reshape(-1, 3)
+    need = np.repeat(required, S)
+    blocked = np.zeros(P * S, dtype=bool)
+    known = np.zeros(P * S, dtype=bool)
+    clearance = np.full(P * S, np.inf)
+    with np.errstate(invalid="ignore"):
+        for source in (distance_field, depth_image):
+            if source is None:
+                continue
+            d, k = source.query(pts)
+            d = np.asarray(d, dtype=np.float64).reshape(-1)
+            k = np.asarray(k, dtype=bool).reshape(-1)
+            if d.shape != (P * S,) or k.shape != (P * S,):
+                raise ValueError(f"{type(source).__name__}.query returned shapes {d.shape}, {k.shape} "
+                                 f"for {P * S} points")
+            blocked |= d < need  # NaN never blocks
+            known |= k
+            clearance = np.fmin(clearance, d)  # NaN (no information) is ignored
+    blocked = blocked.reshape(P, S)
+    unknown = ~known.reshape(P, S)
+    if min_altitude is not None:
+        z = path[..., 2]
+        blocked |= (z < min_altitude) & (z < path[:, :1, 2] - 1e-6)
+    if policy is UnknownPolicy.FORBID:
+        far = np.linalg.norm(path - path[:, :1], axis=2) > unknown_free_dist
+        blocked |= unknown & far
+    blocked[:, 0] = False
+    clearance = clearance.reshape(P, S)[:, 1:] if S > 1 else clearance.reshape(P, S)
+    any_block = blocked.any(axis=1)
+    return CollisionResult(
+        feasible=~any_block,
+        min_clearance=clearance.min(axis=1) if clearance.shape[1] else np.full(P, np.inf),
+        unknown_fraction=unknown[:, 1:].mean(axis=1) if S > 1 else np.zeros(P),
+        first_collision=np.where(any_block, np.argmax(blocked, axis=1), -1),
+        required=required,
+        blocked=blocked,
+        unknown=unknown,
+    )
