@@ -34,6 +34,7 @@ class FlightConfig:
     world: str = "forest"
     density: str | float = "medium"
     seed: int = 100
+    extent: tuple[float, float] | None = None   # world (length, width) in m; None: the kind's default
     speed: float = 3.0
     depth: str = "gt"
     control_rate_hz: float = 10.0
@@ -147,7 +148,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     from depth_nodes.sim.world import WorldSpec, build_world
 
     wall0 = time.perf_counter()
-    world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density))
+    world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density, cfg.extent))
     rig = SensorRig()
     suite = SensorSuite(world, rig)
     depth_source = DepthSource(cfg.depth, suite)
