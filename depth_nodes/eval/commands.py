@@ -1,12 +1,13 @@
-"""`depth-nodes eval` subcommands of the generic evaluation layer: bag-info, compare."""
+"""`depth-nodes eval` subcommands: bag-info, compare, flight; and `depth-nodes demo`.
+
+Heavy modules are imported when a command runs, so building the CLI stays fast.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from depth_nodes.cliutil import add_json_flag, emit_json, run_info
-from depth_nodes.eval.bagio import GROUND_TRUTH_ROLES, BagSource
-from depth_nodes.eval.compare import compare_metrics, flatten_numeric, format_table, load_metrics, rows_as_dicts
 
 
 def parse_topic_remaps(items) -> dict[str, str]:
@@ -26,6 +27,8 @@ def add_topic_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _bag_info(args) -> int:
+    from depth_nodes.eval.bagio import GROUND_TRUTH_ROLES, BagSource
+
     src = BagSource(args.bag, topics=parse_topic_remaps(args.topic))
     info = src.info()
     d = info.as_dict()
@@ -45,6 +48,8 @@ def _bag_info(args) -> int:
 
 
 def _compare(args) -> int:
+    from depth_nodes.eval.compare import compare_metrics, flatten_numeric, format_table, load_metrics, rows_as_dicts
+
     a, b = load_metrics(args.a), load_metrics(args.b)
     rows = compare_metrics(a, b)
     if args.json:

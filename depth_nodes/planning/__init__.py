@@ -8,14 +8,22 @@
     planner.py     PrimitivePlanner.plan(...) -> PlanResult (brakes on stale input)
     commands.py    `depth-nodes bench planner`
 """
-from depth_nodes.planning.distance import (AnalyticDistanceField, DistanceField, GridDistanceField,
-                                           VoxelDistanceField)
-from depth_nodes.planning.planner import PlannerConfig, PlanResult, PlanStatus, PrimitivePlanner
-from depth_nodes.planning.primitives import PrimitiveLibrary, PrimitiveLibraryConfig, PrimitiveSet
-from depth_nodes.planning.state import DepthFrame, VehicleState
+from __future__ import annotations
 
-__all__ = [
-    "AnalyticDistanceField", "DepthFrame", "DistanceField", "GridDistanceField", "PlanResult", "PlanStatus",
-    "PlannerConfig", "PrimitiveLibrary", "PrimitiveLibraryConfig", "PrimitivePlanner", "PrimitiveSet",
-    "VehicleState", "VoxelDistanceField",
-]
+from depth_nodes.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "AnalyticDistanceField": "distance",
+    "DistanceField": "distance",
+    "GridDistanceField": "distance",
+    "VoxelDistanceField": "distance",
+    "PlannerConfig": "planner",
+    "PlanResult": "planner",
+    "PlanStatus": "planner",
+    "PrimitivePlanner": "planner",
+    "PrimitiveLibrary": "primitives",
+    "PrimitiveLibraryConfig": "primitives",
+    "PrimitiveSet": "primitives",
+    "DepthFrame": "state",
+    "VehicleState": "state",
+})
