@@ -53,28 +53,43 @@ def test_build_children_uses_config_file(tmp_path):
         build_children({"config": str(tmp_path / "missing.yaml")})
 
 
-SLEEPER = "import signal, sys, time\n" \
+# Children touch argv[1] once their signal handlers are installed, so the test never
+# signals a child that is still starting up.
+SLEEPER = "import pathlib, signal, sys, time\n" \
           "signal.signal(signal.SIGINT, lambda *a: sys.exit(0))\n" \
+          "pathlib.Path(sys.argv[1]).touch()\n" \
           "while True: time.sleep(0.05)\n"
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" \
-           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)\n"
+STUBBORN = "import pathlib, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" \
+           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\npathlib.Path(sys.argv[1]).touch()\n" \
+           "while True: time.sleep(0.05)\n"
 
 
-def test_process_group_stops_everything_escalating():
-    group = ProcessGroup([Child("polite", [sys.executable, "-c", SLEEPER]),
-                          Child("stubborn", [sys.executable, "-c", STUBBORN])],
+def _wait_ready(*paths, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, "child processes did not start"
+        time.sleep(0.02)
+
+
+def test_process_group_stops_everything_escalating(tmp_path):
+    ready = (tmp_path / "polite", tmp_path / "stubborn")
+    group = ProcessGroup([Child("polite", [sys.executable, "-c", SLEEPER, str(ready[0])]),
+                          Child("stubborn", [sys.executable, "-c", STUBBORN, str(ready[1])])],
                          sigint_grace_s=1.0, sigterm_grace_s=0.5)
     group.start()
-    time.sleep(0.5)
+    _wait_ready(*ready)
     assert group.wait(timeout_s=0.2) == "timeout"
     codes = group.stop()
     assert codes["polite"] == 0
     assert codes["stubborn"] == -signal.SIGKILL
 
 
-def test_process_group_ends_when_a_child_exits():
-    group = ProcessGroup([Child("short", [sys.executable, "-c", "pass"]),
-                          Child("long", [sys.executable, "-c", SLEEPER])])
+def test_process_group_ends_when_a_child_exits(tmp_path):
+    ready = tmp_path / "long"
+    # "short" exits as soon as "long" is up, which must bring the whole group down
+    short = "import pathlib, sys, time\nwhile not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.02)\n"
+    group = ProcessGroup([Child("short", [sys.executable, "-c", short, str(ready)]),
+                          Child("long", [sys.executable, "-c", SLEEPER, str(ready)])])
     group.start()
     assert group.wait(timeout_s=20) == "child_exit"
     assert group.stop()["long"] == 0
