@@ -18,13 +18,25 @@ R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 R_OPTICAL_BODY = R_BODY_OPTICAL.T
 
 
-def _as_vec(x, n: int, name: str) -> np.ndarray:
+def finite_vector(x, n: int, name: str) -> np.ndarray:
+    """``x`` as a finite float64 vector of length ``n`` or ValueError naming ``name``."""
     a = np.asarray(x, dtype=np.float64)
     if a.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {a}")
+        raise ValueError(f"{name} must be finite, got {a.tolist()}")
     return a
+
+
+def finite_scalar(x, name: str) -> float:
+    """``x`` as a finite float or ValueError naming ``name``."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
 
 
 def make_pose(rotation=None, translation=None) -> np.ndarray:
@@ -36,7 +48,7 @@ def make_pose(rotation=None, translation=None) -> np.ndarray:
             raise ValueError(f"rotation must be 3x3, got {R.shape}")
         T[:3, :3] = R
     if translation is not None:
-        T[:3, 3] = _as_vec(translation, 3, "translation")
+        T[:3, 3] = finite_vector(translation, 3, "translation")
     return T
 
 
@@ -77,7 +89,7 @@ def transform_points(T, points) -> np.ndarray:
 
 def quat_to_rot(q) -> np.ndarray:
     """(x, y, z, w) quaternion to a 3x3 rotation matrix (normalises the input)."""
-    x, y, z, w = _as_vec(q, 4, "quaternion")
+    x, y, z, w = finite_vector(q, 4, "quaternion")
     n = x * x + y * y + z * z + w * w
     if n < 1e-12:
         raise ValueError("quaternion has zero norm")

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import check_pose
-from depth_nodes.planning.state import finite_scalar, finite_vector
+from depth_nodes.geometry import finite_scalar, finite_vector
 
 #: Largest dense grid we allocate (voxels), guards against absurd shapes.
 MAX_GRID_VOXELS = 256 ** 3

@@ -24,7 +24,8 @@ from depth_nodes.planning.collision import (CollisionResult, DepthObstacleImage,
 from depth_nodes.planning.distance import DistanceField
 from depth_nodes.planning.primitives import PrimitiveLibrary, PrimitiveLibraryConfig, PrimitiveSet
 from depth_nodes.planning.selection import CostWeights, best_brake, primitive_costs, select
-from depth_nodes.planning.state import DepthFrame, VehicleState, finite_scalar, finite_vector
+from depth_nodes.geometry import finite_scalar, finite_vector
+from depth_nodes.planning.state import DepthFrame, VehicleState
 from depth_nodes.trajectory import Trajectory
 
 

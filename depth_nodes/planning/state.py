@@ -11,28 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_nodes.camera import PinholeCamera
-from depth_nodes.geometry import check_pose
-
-
-def finite_vector(x, n: int, name: str) -> np.ndarray:
-    """``x`` as a finite float64 vector of length ``n`` or ValueError naming ``name``."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {a.tolist()}")
-    return a
-
-
-def finite_scalar(x, name: str) -> float:
-    """``x`` as a finite float or ValueError naming ``name``."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return v
+from depth_nodes.geometry import check_pose, finite_scalar, finite_vector
 
 
 @dataclass(frozen=True)
