@@ -31,6 +31,15 @@ def emit_json(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def emit_result(obj: dict, as_json: bool) -> None:
+    """One JSON object (``--json``) or readable ``key: value`` lines on stdout."""
+    if as_json:
+        emit_json(obj)
+        return
+    for key, value in obj.items():
+        sys.stdout.write(f"{key}: {value}\n")
+
+
 def run_info(**extra) -> dict:
     """The inputs that produced a figure: host, threads, device, versions."""
     info = {

@@ -274,3 +274,71 @@ def test_domain_randomisation_differs_per_world_seed():
     assert indoor.ambient > a.ambient and indoor.sun < a.sun
     with pytest.raises(ValueError, match="sun_dir"):
         Appearance(sun_dir=[0.0, 0.0, 0.0])
+
+
+def _bilinear_periodic(tile, x, y):
+    """Reference texture lookup: bilinear, periodic, texel (i, j) at column i, row j."""
+    n = tile.shape[0]
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    i0, j0 = x0.astype(int) % n, y0.astype(int) % n
+    i1, j1 = (i0 + 1) % n, (j0 + 1) % n
+    t = tile.reshape(n, n, -1).astype(np.float64)
+    top = t[j0, i0] * (1 - fx) + t[j0, i1] * fx
+    bottom = t[j1, i0] * (1 - fx) + t[j1, i1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize("material, normal", [(Material.GROUND, (0, 0, 1)), (Material.BARK, (-1, 0.2, 0))])
+def test_premixed_texture_matches_direct_tile_lookup(material, normal):
+    """The per-material premixed atlas equals mixing bilinear lookups of the raw noise tiles."""
+    from depth_nodes.sim import appearance as A
+
+    app = Appearance.randomized(4)
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-40.0, 40.0, (1, 500, 3)).astype(np.float32)
+    m = int(material)
+    normals = np.broadcast_to(np.asarray(normal, np.float32), pts.shape)
+    got = app.albedo(pts, normals, np.full((1, 500), m, np.uint8), np.full((1, 500), 1e-4, np.float32))[0]
+    u, v = (pts[0, :, 0], pts[0, :, 1]) if material == Material.GROUND else (pts[0, :, 1], pts[0, :, 2])
+    u, v = u.astype(np.float64) + A._OFFSET[m], v.astype(np.float64) + A._OFFSET[m]
+    fine_levels, coarse = app._tiles
+    fine = _bilinear_periodic(fine_levels[..., :3], u / A.FINE_TEXEL_M, v / A.FINE_TEXEL_M)
+    crs = _bilinear_periodic(coarse, u / A.COARSE_TEXEL_M, v / A.COARSE_TEXEL_M)[:, 0]
+    mix = A._MIX[m].astype(np.float64)
+    t = np.clip(mix[0] + 0.5 * (fine @ mix[1:4] + mix[4] * crs), 0.0, 1.0)
+    want = app.palette[m, 0] + (app.palette[m, 1] - app.palette[m, 0]) * t[:, None]
+    # OpenCV quantises bilinear weights to 1/32 texel: allow a small fraction of the colour span
+    np.testing.assert_allclose(got, want, atol=0.006)
+    assert np.abs(got - want).mean() < 0.001
+    assert np.std(got[:, 0]) > 0.02                    # textured, not flat
+
+
+def test_shading_threads_do_not_change_images(forest):
+    T = pose_from_xyz_yaw(forest.start, 0.3) @ make_pose(R_BODY_OPTICAL)
+    one = CameraRenderer(forest, CAM, shade_threads=1)
+    three = CameraRenderer(forest, CAM, shade_threads=3)
+    a, b = one.stereo(T, 0.1, np.random.default_rng(3)), three.stereo(T, 0.1, np.random.default_rng(3))
+    assert a.left.tobytes() == b.left.tobytes() and a.right.tobytes() == b.right.tobytes()
+    assert one.rgb(T).tobytes() == three.rgb(T).tobytes()
+    with pytest.raises(ValueError, match="shade_threads"):
+        CameraRenderer(forest, CAM, shade_threads=0)
+
+
+def test_radar_samples_detections_uniformly_over_the_field_of_view():
+    """Returns are a uniform sample of all detections: upper half sees a near wall, lower a far one."""
+    near = o3d.geometry.TriangleMesh.create_box(1, 200, 20).translate((5, -100, 1.5))
+    far = o3d.geometry.TriangleMesh.create_box(1, 200, 20).translate((20, -100, -18.5))
+    w = World.from_mesh(near + far)
+    sim = RadarSimulator(RadarConfig(clutter_fraction=0.0, ghost_fraction=0.0, range_noise_m=0.0))
+    T = make_pose(None, [0.0, 0.0, 1.5])
+    r = np.concatenate([np.linalg.norm(sim.scan(w, T, [0, 0, 0], np.random.default_rng(i)).points[:, :3], axis=1)
+                        for i in range(6)])
+    assert len(r) == 6 * sim.config.max_points
+    assert abs(np.mean(r < 12.0) - 0.5) < 0.06
+    # with few surfaces in view every ray is still tried: a small target yields all its detections
+    box = World.from_mesh(o3d.geometry.TriangleMesh.create_box(0.2, 1.75, 1.3).translate((10, -0.875, 0.85)))
+    few = RadarSimulator(RadarConfig(clutter_fraction=0.0, ghost_fraction=0.0, dropout=0.0))
+    n = [len(few.scan(box, T, [0, 0, 0], np.random.default_rng(i)).points) for i in range(3)]
+    # the box covers ~10 x 7.4 deg of the 100 x 30 deg field sampled by 200 x 30 rays: ~150 rays
+    assert all(120 < k < 180 for k in n), n

@@ -70,6 +70,10 @@ def test_raycast_and_distance_on_plane():
     assert np.all(hits.material[:2] == Material.GROUND)
     np.testing.assert_allclose(hits.normals[:2], [[0, 0, 1], [0, 0, 1]], atol=1e-6)  # face the rays
     np.testing.assert_allclose(w.distance([[3.0, 2.0, 0.7]]), [0.7], atol=1e-5)
+    packed = np.concatenate([o, d], axis=1)
+    np.testing.assert_array_equal(w.hit_distance(packed), w.cast_packed(packed).t_hit)   # depth-only query
+    with pytest.raises(ValueError, match="rays must be"):
+        w.hit_distance(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="origins"):
         w.raycast(np.zeros((2, 3)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="finite"):

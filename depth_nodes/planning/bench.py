@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from depth_nodes.camera import PinholeCamera
-from depth_nodes.cliutil import emit_json, run_info, time_call
+from depth_nodes.cliutil import emit_result, run_info, time_call
 from depth_nodes.geometry import camera_pose_from_body, pose_from_xyz_yaw
 from depth_nodes.planning.collision import DepthObstacleImage, check_primitives, required_clearance
 from depth_nodes.planning.distance import AnalyticDistanceField
@@ -109,9 +109,5 @@ def bench_planner(args) -> int:
                              seed=args.seed, device="cpu", threads=args.threads, cv2_threads=cv2.getNumThreads(),
                              repeat=args.repeat),
     }
-    if args.json:
-        emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    emit_result(out, args.json)
     return 0

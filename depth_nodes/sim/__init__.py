@@ -12,20 +12,31 @@ frames (z forward, x right, y down), ``radar`` aligned with the body.
 """
 from __future__ import annotations
 
-from depth_nodes.sim.appearance import Appearance
-from depth_nodes.sim.materials import Material
-from depth_nodes.sim.odometry import OdometryNoise, OdometrySimulator
-from depth_nodes.sim.radar import RadarConfig, RadarScan, RadarSimulator, transform_radar_points
-from depth_nodes.sim.render import CameraRenderer, StereoFrame, render_depth, render_rgbd, stereo_right_pose
-from depth_nodes.sim.rig import SensorRig
-from depth_nodes.sim.route import plan_route, route_trajectory
-from depth_nodes.sim.suite import SensorFrame, SensorSuite
-from depth_nodes.sim.vehicle import Vehicle, VehicleState
-from depth_nodes.sim.world import RayHits, World, WorldSpec, build_world
+from depth_nodes.lazy import lazy_exports
 
-__all__ = [
-    "Appearance", "CameraRenderer", "Material", "OdometryNoise", "OdometrySimulator", "RadarConfig",
-    "RadarScan", "RadarSimulator", "RayHits", "SensorFrame", "SensorRig", "SensorSuite", "StereoFrame",
-    "Vehicle", "VehicleState", "World", "WorldSpec", "build_world", "plan_route", "render_depth",
-    "render_rgbd", "route_trajectory", "stereo_right_pose", "transform_radar_points",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "Appearance": "appearance",
+    "Material": "materials",
+    "OdometryNoise": "odometry",
+    "OdometrySimulator": "odometry",
+    "RadarConfig": "radar",
+    "RadarScan": "radar",
+    "RadarSimulator": "radar",
+    "transform_radar_points": "radar",
+    "CameraRenderer": "render",
+    "StereoFrame": "render",
+    "render_depth": "render",
+    "render_rgbd": "render",
+    "stereo_right_pose": "render",
+    "SensorRig": "rig",
+    "plan_route": "route",
+    "route_trajectory": "route",
+    "SensorFrame": "suite",
+    "SensorSuite": "suite",
+    "Vehicle": "vehicle",
+    "VehicleState": "vehicle",
+    "RayHits": "world",
+    "World": "world",
+    "WorldSpec": "world",
+    "build_world": "world",
+})

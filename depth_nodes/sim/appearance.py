@@ -22,6 +22,8 @@ _BLUR_SIGMA = 2.5         #: texel sigma of the prefiltered copy of the fine til
 
 _REMAP_SAFE = 30000.0      # largest |texel coordinate| handed to cv2.remap without wrapping first
 _OFFSET = (np.arange(N_MATERIALS) * 17.3).astype(np.float32)  # decorrelates materials sharing a tile
+_ATLAS_ROWS = TILE + 2     # rows per material in a texture atlas: the tile and one wrapped row each side
+_ATLAS_ROW0 = (np.arange(N_MATERIALS) * _ATLAS_ROWS + 1).astype(np.float32)  # atlas row of texel v = 0
 
 # Base colours (dark, light) per material, linear-ish RGB in [0, 1].
 _PALETTE = np.array([
@@ -82,15 +84,34 @@ def _wrap_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.ascontiguousarray(out[TILE:2 * TILE, TILE:2 * TILE])
 
 
-def _lookup(tile: np.ndarray, u: np.ndarray, v: np.ndarray, texel_m: float) -> np.ndarray:
-    """Bilinear periodic lookup of ``tile`` at world-metre coordinates (u, v) of shape (H, W)."""
-    maps = []
-    for c in (u, v):
-        m = (c * np.float32(1.0 / texel_m)).astype(np.float32, copy=False)
-        if m.size and max(-float(m.min()), float(m.max())) > _REMAP_SAFE:   # remap uses 16-bit integer parts
-            m = np.mod(m, TILE, dtype=np.float32)
-        maps.append(m)
-    return cv2.remap(tile, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+def _material_atlas(tiles: np.ndarray) -> np.ndarray:
+    """Stack per-material periodic tiles (N_MATERIALS, TILE, TILE[, C]) into one remap source.
+
+    Tiles are stacked along v (rows); each gets one wrapped row above and below so a
+    bilinear lookup never blends two materials. Along u the atlas is exactly TILE wide
+    and wraps through ``cv2.BORDER_WRAP``.
+    """
+    pad = [(0, 0), (1, 1)] + [(0, 0)] * (tiles.ndim - 2)
+    padded = np.pad(tiles.astype(np.float32), pad, mode="wrap")
+    return np.ascontiguousarray(padded.reshape(N_MATERIALS * _ATLAS_ROWS, *tiles.shape[2:]))
+
+
+def _atlas_lookup(atlas: np.ndarray, u: np.ndarray, v: np.ndarray, row0: np.ndarray, texel_m: float) -> np.ndarray:
+    """Bilinear periodic lookup of the material tiles of ``atlas`` at world-metre coordinates (u, v).
+
+    ``row0`` (same shape, float32) is the atlas row of texel v = 0 of each pixel's material tile.
+    """
+    scale = np.float32(1.0 / texel_m)
+    mx = u * scale
+    if mx.size and max(-float(mx.min()), float(mx.max())) > _REMAP_SAFE:   # remap uses 16-bit integer parts
+        mx = np.mod(mx, TILE, dtype=np.float32)
+    my = v * scale
+    wraps = my * np.float32(1.0 / TILE)
+    np.floor(wraps, out=wraps)
+    wraps *= np.float32(TILE)
+    my -= wraps                   # in [0, TILE]
+    my += row0
+    return cv2.remap(atlas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
 def _hash01(a: np.ndarray, b: np.ndarray, salt: int) -> np.ndarray:
@@ -120,6 +141,7 @@ class Appearance:
     shadows: bool = False
     seed: int = 0
     _tiles: tuple = field(default=None, repr=False, compare=False)
+    _atlas: tuple = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self):
         s = np.asarray(self.sun_dir, dtype=np.float64).reshape(3)
@@ -136,6 +158,22 @@ class Appearance:
                 raise ValueError(f"appearance {name} must be finite and >= 0, got {val}")
         if self._tiles is None:
             object.__setattr__(self, "_tiles", _noise_tiles(np.random.default_rng([int(self.seed), 7])))
+        object.__setattr__(self, "_atlas", self._mixed_atlases())
+
+    def _mixed_atlases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Noise tiles premixed with each material's weights (texturing is linear in the tiles).
+
+        Returns the fine atlas (2 channels: sharp and prefiltered mix of the three fine
+        channels), the coarse atlas (base level plus weighted coarse noise), and per
+        material (dark colour, light - dark) as an (N_MATERIALS, 6) table.
+        """
+        fine_levels, coarse = self._tiles
+        w = _MIX[:, 1:4] * np.float32(0.5)
+        fine = np.stack([np.einsum("yxk,mk->myx", fine_levels[..., 0:3], w),
+                         np.einsum("yxk,mk->myx", fine_levels[..., 3:6], w)], axis=-1)
+        base = _MIX[:, 0, None, None] + (_MIX[:, 4] * np.float32(0.5))[:, None, None] * coarse
+        colors = np.concatenate([self.palette[:, 0, :], self.palette[:, 1, :] - self.palette[:, 0, :]], axis=1)
+        return _material_atlas(fine), _material_atlas(base), np.ascontiguousarray(colors, dtype=np.float32)
 
     @classmethod
     def for_world(cls, spec, **kw) -> "Appearance":
@@ -175,41 +213,50 @@ class Appearance:
 
     # -- shading ----------------------------------------------------------------
     def albedo(self, points: np.ndarray, normals: np.ndarray, material: np.ndarray,
-               footprint_m: np.ndarray) -> np.ndarray:
+               footprint_m: np.ndarray, irradiance: np.ndarray | None = None) -> np.ndarray:
         """Surface colour (H, W, 3) float32 at world ``points`` (H, W, 3) with ``normals``.
 
         ``footprint_m`` (H, W) is the pixel size on the surface, used to prefilter the
         fine texture (avoids aliasing that would differ between stereo views).
+        ``irradiance`` (H, W), if given, scales the colour (returns reflected radiance).
         """
-        fine_levels, coarse = self._tiles
-        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        fine_atlas, coarse_atlas, colors = self._atlas
         an = np.abs(normals)
         flat = an[..., 2] >= np.maximum(an[..., 0], an[..., 1])
         xface = an[..., 0] > an[..., 1]
+        # tri-planar: ground-like faces use (x, y), faces towards +-x use (y, z), others (x, z)
+        u = np.where(xface & ~flat, points[..., 1], points[..., 0])
+        v = np.where(flat, points[..., 1], points[..., 2])
         mat = np.minimum(material, N_MATERIALS - 1)
         off = np.take(_OFFSET, mat)
-        u = np.where(flat, x, np.where(xface, y, x))
-        v = np.where(flat, y, z)
-        u += off
-        v += off
+        row0 = np.take(_ATLAS_ROW0, mat)
+        uo, vo = u + off, v + off
         # blend weight towards the prefiltered tile: 0 up to 1.4 texels per pixel, 1 from 5.6
-        w_blur = np.clip(np.log2(np.maximum(footprint_m, 1e-6) * (1.0 / FINE_TEXEL_M)) * 0.5 - 0.25, 0.0, 1.0)
-        looked = _lookup(fine_levels, u, v, FINE_TEXEL_M)
-        fine = looked[..., 0:3]
-        fine += (looked[..., 3:6] - fine) * w_blur[..., None]
-        crs = _lookup(coarse, u, v, COARSE_TEXEL_M)
-        t = np.take(_MIX[:, 0], mat)
-        t += np.take(_MIX[:, 1] * 0.5, mat) * fine[..., 0]
-        t += np.take(_MIX[:, 2] * 0.5, mat) * fine[..., 1]
-        t += np.take(_MIX[:, 3] * 0.5, mat) * fine[..., 2]
-        t += np.take(_MIX[:, 4] * 0.5, mat) * crs
-        self._patterns(t, u - off, v - off, mat, footprint_m)
+        w_blur = np.maximum(footprint_m, np.float32(1e-6)) * np.float32(1.0 / FINE_TEXEL_M)
+        np.log2(w_blur, out=w_blur)
+        w_blur *= np.float32(0.5)
+        w_blur -= np.float32(0.25)
+        np.clip(w_blur, 0.0, 1.0, out=w_blur)
+        fine = _atlas_lookup(fine_atlas, uo, vo, row0, FINE_TEXEL_M)
+        t = _atlas_lookup(coarse_atlas, uo, vo, row0, COARSE_TEXEL_M)
+        sharp, blurred = fine[..., 0], fine[..., 1]
+        blurred -= sharp
+        blurred *= w_blur
+        t += sharp
+        t += blurred
+        self._patterns(t, u, v, mat, footprint_m)
         np.clip(t, 0.0, 1.0, out=t)
-        dark = np.take(self.palette[:, 0, :], mat, axis=0)
-        span = np.take(self.palette[:, 1, :] - self.palette[:, 0, :], mat, axis=0)
-        span *= t[..., None]
-        span += dark
-        return span
+        # colour = (dark + (light - dark) * t) * irradiance, one channel at a time (no broadcasts)
+        if irradiance is not None:
+            t *= irradiance
+        color = np.empty(t.shape + (3,), np.float32)
+        for c in range(3):
+            np.multiply(np.take(colors[:, 3 + c], mat), t, out=color[..., c])
+            dark = np.take(colors[:, c], mat)
+            if irradiance is not None:
+                dark *= irradiance
+            color[..., c] += dark
+        return color
 
     def _patterns(self, t: np.ndarray, u: np.ndarray, v: np.ndarray, mat: np.ndarray,
                   footprint_m: np.ndarray) -> None:

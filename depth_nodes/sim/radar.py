@@ -22,6 +22,7 @@ from depth_nodes.geometry import check_pose
 from depth_nodes.sim.world import World
 
 REAL, CLUTTER, GHOST = 0, 1, 2
+_FIRST_BATCH_PER_POINT = 4   # first batch of rays: this many per wanted real detection
 FIELDS = ("x", "y", "z", "velocity", "intensity")
 
 
@@ -98,6 +99,19 @@ class RadarSimulator:
         self._n_az = max(8, int(round(c.hfov_deg / max(c.az_res_deg, 0.25) * 2)))
         self._n_el = max(4, int(round(c.vfov_deg / max(c.el_res_deg, 0.25) * 2)))
 
+    def _detect(self, world: World, T: np.ndarray, az: np.ndarray, el: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cast rays at (az, el) (radians, radar frame): (range m, |cos incidence|, detected mask)."""
+        c = self.config
+        u_world = _unit(az, el) @ np.ascontiguousarray(T[:3, :3].T)
+        hits = world.raycast(T[:3, 3][None, :], u_world)
+        rng_m = hits.t_hit.astype(np.float64)
+        ok = np.isfinite(rng_m) & (rng_m >= c.range_min_m) & (rng_m <= c.range_max_m)
+        cos_inc = np.abs(np.einsum("ij,ij->i", hits.normals, u_world))
+        ok &= rng.random(len(ok)) >= c.dropout
+        ok &= rng.random(len(ok)) < np.clip(0.3 + cos_inc, 0.0, 1.0)   # grazing surfaces reflect less
+        return rng_m, cos_inc, ok
+
     def scan(self, world: World, T_world_radar, v_world, rng: np.random.Generator) -> RadarScan:
         """Simulate one frame at pose ``T_world_radar`` moving with world velocity ``v_world`` (m/s)."""
         c = self.config
@@ -110,22 +124,27 @@ class RadarSimulator:
         ga = (np.arange(self._n_az) + rng.random(self._n_az)) / self._n_az
         ge = (np.arange(self._n_el) + rng.random(self._n_el)) / self._n_el
         az, el = np.meshgrid(-half_az + 2 * half_az * ga, -half_el + 2 * half_el * ge)
-        az, el = az.ravel(), el.ravel()
-        u = _unit(az, el)
-        u_world = u @ np.ascontiguousarray(T[:3, :3].T)
-        hits = world.raycast(T[:3, 3][None, :], u_world)
-        rng_m = hits.t_hit.astype(np.float64)
-        ok = np.isfinite(rng_m) & (rng_m >= c.range_min_m) & (rng_m <= c.range_max_m)
-        cos_inc = np.abs(np.einsum("ij,ij->i", hits.normals, u_world))
-        ok &= rng.random(len(ok)) >= c.dropout
-        ok &= rng.random(len(ok)) < np.clip(0.3 + cos_inc, 0.0, 1.0)   # grazing surfaces reflect less
-        idx = np.flatnonzero(ok)
+        # Rays are cast in a random order, a batch at a time, until enough of them have given a
+        # detection: a uniform random subset of the detections of a uniformly random prefix of
+        # the rays is a uniform random subset of all detections, so the scan is distributed as
+        # if every ray were cast (at a fraction of the cost in cluttered scenes).
+        order = rng.permutation(az.size)
+        az, el = az.ravel()[order], el.ravel()[order]
         n_real_max = int(round(c.max_points * (1.0 - c.clutter_fraction - c.ghost_fraction)))
+        rng_m = np.full(az.size, np.inf)
+        cos_inc = np.zeros(az.size)
+        ok = np.zeros(az.size, dtype=bool)
+        first = min(az.size, _FIRST_BATCH_PER_POINT * n_real_max)
+        for sl in (slice(0, first), slice(first, az.size)):
+            if sl.start == sl.stop or (sl.start and np.count_nonzero(ok) >= n_real_max):
+                break
+            rng_m[sl], cos_inc[sl], ok[sl] = self._detect(world, T, az[sl], el[sl], rng)
+        idx = np.flatnonzero(ok)
         if idx.size > n_real_max:
             idx = np.sort(rng.choice(idx, n_real_max, replace=False))
         r, a, e = rng_m[idx], az[idx], el[idx]
         inten = 10 * np.log10(np.maximum(cos_inc[idx], 0.05) / np.maximum(r, 1.0) ** 2) + 60.0
-        vel = -(u[idx] @ v_radar)
+        vel = -(_unit(a, e) @ v_radar)
         n_real = idx.size
         n_ghost = int(round(c.ghost_fraction / max(1.0 - c.ghost_fraction - c.clutter_fraction, 1e-6) * n_real))
         n_ghost = min(n_ghost, n_real)

@@ -139,6 +139,7 @@ class World:
         if m.shape != (len(t),):
             raise ValueError(f"world materials must have shape ({len(t)},), got {m.shape}")
         self.vertices, self.triangles, self.materials = v, t, m
+        self._material_lut = np.append(m, np.uint8(Material.MISS))   # index len(m) = miss
         self.start = np.asarray(self.start, dtype=np.float64).reshape(3)
         self.goal = np.asarray(self.goal, dtype=np.float64).reshape(3)
         self._scene = o3d.t.geometry.RaycastingScene(nthreads=int(self.nthreads))
@@ -171,22 +172,34 @@ class World:
             raise ValueError("ray origins and dirs must be finite")
         return self.cast_packed(np.concatenate([o, d], axis=1))
 
-    def cast_packed(self, rays: np.ndarray) -> RayHits:
-        """Like :meth:`raycast` for a prepared (N, 6) float32 ``[origin, direction]`` array."""
+    def _cast(self, rays: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Validated contiguous (N, 6) float32 rays and Open3D's ``cast_rays`` result for them."""
         rays = np.ascontiguousarray(rays, dtype=np.float32)
         if rays.ndim != 2 or rays.shape[1] != 6:
             raise ValueError(f"rays must be (N, 6) [origin, direction], got {rays.shape}")
+        return rays, self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=int(self.nthreads))
+
+    def hit_distance(self, rays: np.ndarray) -> np.ndarray:
+        """(N,) float32 ray parameter of the first hit (inf on miss) for (N, 6) ``[origin, direction]`` rays.
+
+        The cheapest query when only depth is needed (no materials or normals).
+        """
+        return self._cast(rays)[1]["t_hit"].numpy()
+
+    def cast_packed(self, rays: np.ndarray) -> RayHits:
+        """Like :meth:`raycast` for a prepared (N, 6) float32 ``[origin, direction]`` array."""
+        rays, res = self._cast(rays)
         d = rays[:, 3:]
-        res = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=int(self.nthreads))
         t_hit = res["t_hit"].numpy()
         prim = res["primitive_ids"].numpy()
         hit = np.isfinite(t_hit)
-        mat = np.full(len(t_hit), int(Material.MISS), dtype=np.uint8)
-        mat[hit] = self.materials[prim[hit]]
+        # misses carry primitive id 0xFFFFFFFF: clamp them onto the trailing MISS entry
+        mat = np.take(self._material_lut, np.minimum(prim, len(self.materials)))
         n = res["primitive_normals"].numpy()
-        flip = np.einsum("ij,ij->i", n, d) > 0
-        n[flip] *= -1.0
-        n[~hit] = 0.0
+        # face the rays: -1 where the normal points along the ray, 0 on a miss
+        sign = np.where(np.einsum("ij,ij->i", n, d) > 0, np.float32(-1.0), np.float32(1.0))
+        sign *= hit
+        n *= sign[:, None]
         return RayHits(t_hit=t_hit, material=mat, primitive=prim, normals=n)
 
     def distance(self, points) -> np.ndarray:
