@@ -18,7 +18,8 @@ def run_json(capsys, argv) -> dict:
 
 def test_bench_tsdf_json(capsys):
     r = run_json(capsys, ["bench", "tsdf", "--json", "--frames", "3", "--points", "2000"])
-    for key in ("integrate_320x240_ms", "integrate_640x480_ms", "query_points_per_s", "esdf_window_ms"):
+    for key in ("integrate_320x240_ms", "integrate_640x480_ms", "query_points_per_s", "esdf_window_ms",
+                "integrate_320x240_cpu_ms", "query_cpu_ms", "esdf_window_cpu_ms"):
         assert r[key] > 0
     assert r["seed"] == 0 and r["device"] == "CPU:0" and r["map"]["blocks"] > 0
     assert 0.0 < r["query_known_fraction"] < 1.0
@@ -33,6 +34,7 @@ def test_eval_map_json(capsys):
 
 def test_bad_arguments_exit_2(capsys):
     assert main(["bench", "tsdf", "--json", "--frames", "1"]) == 2
+    assert main(["bench", "tsdf", "--json", "--carve-every", "0"]) == 2
     assert capsys.readouterr().out == ""
 
 

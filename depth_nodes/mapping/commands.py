@@ -27,6 +27,8 @@ def register(groups) -> None:
     p.add_argument("--voxel-size", type=float, default=0.10, help="voxel edge (m)")
     p.add_argument("--block-resolution", type=int, default=8, choices=(8, 16))
     p.add_argument("--device", default="CPU:0", help="Open3D device (CPU:0 | CUDA:0)")
+    p.add_argument("--carve-every", type=int, default=None,
+                   help="carve free space every n-th frame (default: TsdfConfig.carve_every_n_frames)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_bench_tsdf)
 
@@ -89,7 +91,9 @@ def _bench_tsdf(args) -> int:
     if args.frames < 3 or args.points < 1:
         raise ValueError(f"--frames must be >= 3 and --points >= 1, got {args.frames}, {args.points}")
     rng = np.random.default_rng(args.seed)
-    cfg = TsdfConfig(voxel_size=args.voxel_size, block_resolution=args.block_resolution, device=args.device)
+    extra = {} if args.carve_every is None else {"carve_every_n_frames": args.carve_every}
+    cfg = TsdfConfig(voxel_size=args.voxel_size, block_resolution=args.block_resolution, device=args.device,
+                     **extra)
     scene = demo_scene()
     poses = _trajectory(args.frames, rng)
     out: dict = {}
@@ -124,7 +128,8 @@ def _bench_tsdf(args) -> int:
     out.update(cliutil.run_info(
         data="synthetic demo_scene (planes + boxes), rendered GT depth", seed=args.seed,
         device=str(m.device), frames=args.frames, points=args.points, voxel_size=cfg.voxel_size,
-        block_resolution=cfg.block_resolution, omp_num_threads=os.environ.get("OMP_NUM_THREADS")))
+        block_resolution=cfg.block_resolution, carve_every_n_frames=cfg.carve_every_n_frames,
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS")))
     if args.json:
         cliutil.emit_json(out)
     else:

@@ -6,16 +6,12 @@ away from obstacles needs true Euclidean distances further out, so
 :func:`esdf_window` copies a dense box of voxels around the vehicle, marks
 *occupied* voxels (observed with ``sdf <= 0``, or holding depth endpoints,
 see :meth:`TsdfMap.occupancy_window`) and computes for every voxel the
-Euclidean distance to the nearest occupied voxel:
+Euclidean distance to the nearest occupied voxel with an exact separable
+transform (:func:`bounded_edt`) bounded at ``max_distance_m``; larger
+distances saturate at ``max_distance_m``.
 
-* a 2-D Euclidean transform per z-slice (OpenCV 5x5 chamfer mask, within
-  about 3 % of the exact distance), then
-* a bounded exact pass along z, valid for distances up to ``max_distance_m``;
-  larger distances saturate at ``max_distance_m``.
-
-Stored distances are conservative: the transform result shrunk by the
-chamfer tolerance (3 %) minus half a voxel diagonal, so a nearest-voxel lookup
-at any point is a lower bound on that point's distance to every occupied
+Stored distances are conservative: the exact voxel distance minus half a
+voxel diagonal, so a nearest-voxel lookup at any point is a lower bound on that point's distance to every occupied
 voxel sample (the planner's ``DistanceField`` contract). Occupied samples lie
 within about half a voxel of the true surface, so values are typically
 0.5..1.5 voxels below the true surface distance. Unknown voxels count as free
@@ -24,13 +20,9 @@ voxels were observed.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from depth_nodes.mapping.blocks import check_points
-
-#: Relative error bound of OpenCV's 5x5 chamfer Euclidean transform.
-CHAMFER_TOLERANCE = 0.03
 
 #: Largest window accepted (voxels), about 1 GB of intermediate arrays.
 MAX_WINDOW_VOXELS = 50_000_000
@@ -117,31 +109,66 @@ def _window_voxels(center, half_extent_m, voxel_size: float) -> tuple[np.ndarray
     return lo, shape
 
 
+def _shift_slices(axis: int, k: int) -> tuple[tuple, tuple]:
+    """Index tuples selecting ``[k:]`` and ``[:-k]`` along ``axis`` of a 3-D array."""
+    hi, lo = [slice(None)] * 3, [slice(None)] * 3
+    hi[axis], lo[axis] = slice(k, None), slice(None, -k)
+    return tuple(hi), tuple(lo)
+
+
+#: Slabs per tile of the transform: three uint8 tiles of a 160 x 160 window stay in L2 cache.
+_TILE = 16
+
+
+def _distance_along_x(occ: np.ndarray, D: int, dtype) -> np.ndarray:
+    """Squared 1-D distance (capped at (D + 1)^2) to the nearest True along the last
+    axis; the distance by doubling shifts, exact up to 2 s - 1 after shifts 1, 2, .., s."""
+    d = np.where(occ, dtype(0), dtype(D + 1))
+    tmp = np.empty_like(d)
+    s = 1
+    while s <= D and s < d.shape[2]:
+        np.add(d, dtype(s), out=tmp)
+        hi, lo = _shift_slices(2, s)
+        np.minimum(d[hi], tmp[lo], out=d[hi])
+        np.minimum(d[lo], tmp[hi], out=d[lo])
+        s *= 2
+    np.minimum(d, dtype(D + 1), out=d)
+    return np.take((np.arange(D + 2, dtype=np.int64) ** 2).astype(dtype), d)
+
+
+def _min_plus_square(f: np.ndarray, axis: int, D: int, dtype) -> np.ndarray:
+    """``min over |k| <= D of f(. + k) + k^2`` along ``axis`` (values stay in dtype)."""
+    out = f.copy()
+    tmp = np.empty_like(f)
+    for k in range(1, min(D, f.shape[axis] - 1) + 1):
+        np.add(f, dtype(k * k), out=tmp)
+        hi, lo = _shift_slices(axis, k)
+        np.minimum(out[hi], tmp[lo], out=out[hi])
+        np.minimum(out[lo], tmp[hi], out=out[lo])
+    return out
+
+
 def bounded_edt(occupied: np.ndarray, max_voxels: int) -> np.ndarray:
     """Squared Euclidean distance (voxels^2) to the nearest True voxel of an
     (nx, ny, nz) bool array, exact up to ``max_voxels`` and capped at
-    ``(max_voxels + 1) ** 2`` beyond (in-plane part from a 5x5 chamfer, within 3 %).
-    Returns an unsigned integer array."""
+    ``(max_voxels + 1) ** 2`` beyond. Returns an unsigned integer array
+    (uint8 for ``max_voxels <= 10``), a transposed view of z-major memory.
+
+    Separable and exact: the squared 1-D distance along x, then
+    ``min_k f(. + k) + k^2`` over ``|k| <= max_voxels`` along y and then z
+    (every candidate is a true squared distance, so the bound makes it exact),
+    in tiles of z-slabs (x, y) and of y-rows (z) that stay in cache.
+    """
     D = int(max_voxels)
     cap = (D + 1) ** 2
     dtype = np.uint8 if cap + D * D <= 255 else (np.uint16 if cap + D * D <= 65535 else np.uint32)
-    occ = np.ascontiguousarray(np.asarray(occupied, dtype=bool).transpose(2, 1, 0))  # (z, y, x) slices
-    free = (~occ).view(np.uint8)
-    nz = occ.shape[0]
-    g2 = np.empty(occ.shape, dtype)
-    for k in range(nz):
-        d = cv2.distanceTransform(free[k], cv2.DIST_L2, cv2.DIST_MASK_5)
-        np.minimum(d, D + 1, out=d)  # slices without obstacles come back huge
-        g2[k] = np.rint(d * d)
-    out = g2.copy()
-    tmp = np.empty_like(g2)
-    for dz in range(1, min(D, nz - 1) + 1):
-        c = dtype(dz * dz)
-        n = nz - dz
-        np.add(g2[:-dz], c, out=tmp[:n])
-        np.minimum(out[dz:], tmp[:n], out=out[dz:])
-        np.add(g2[dz:], c, out=tmp[:n])
-        np.minimum(out[:-dz], tmp[:n], out=out[:-dz])
+    occ = np.asarray(occupied, dtype=bool).transpose(2, 1, 0)  # (z, y, x)
+    g = np.empty(occ.shape, dtype)
+    for z0 in range(0, occ.shape[0], _TILE):
+        g[z0:z0 + _TILE] = _min_plus_square(_distance_along_x(occ[z0:z0 + _TILE], D, dtype), 1, D, dtype)
+    out = np.empty_like(g)
+    for y0 in range(0, occ.shape[1], _TILE):
+        out[:, y0:y0 + _TILE] = _min_plus_square(np.ascontiguousarray(g[:, y0:y0 + _TILE]), 0, D, dtype)
     np.minimum(out, dtype(cap), out=out)
     return out.transpose(2, 1, 0)
 
@@ -161,7 +188,7 @@ def esdf_window(tsdf_map, center, half_extent_m, max_distance_m: float = 1.0) ->
     D = int(np.ceil(max_distance_m / vs))
     d2 = bounded_edt(occupied, D)
     cap = (D + 1) ** 2
-    lut = np.sqrt(np.arange(cap + 1, dtype=np.float64)) / (1.0 + CHAMFER_TOLERANCE) - 0.5 * np.sqrt(3.0)
+    lut = np.sqrt(np.arange(cap + 1, dtype=np.float64)) - 0.5 * np.sqrt(3.0)
     lut = np.clip(lut * vs, 0.0, max_distance_m)
     lut[cap] = max_distance_m  # true distance >= (D + 1) voxels
     return EsdfGrid(lo * vs, vs, d2, lut, known, float(max_distance_m))

@@ -41,6 +41,21 @@ class VoxelStore:
     def capacity(self) -> int:
         return int(self.vbg.hashmap().capacity())
 
+    @property
+    def numpy_views(self) -> bool:
+        """Whether the attributes are accessed through zero-copy numpy views (CPU)."""
+        return self._cpu
+
+    def block_views(self) -> dict[str, np.ndarray]:
+        """Zero-copy (capacity, res**3[, channels]) numpy views of every attribute
+        (CPU only; invalid after the hash map grows)."""
+        n = self.res ** 3
+        views = {}
+        for name in self.names:
+            a = self.vbg.attribute(name).numpy()
+            views[name] = a.reshape(len(a), n, 3) if name == "color" else a.reshape(len(a), n)
+        return views
+
     def tensor(self, a: np.ndarray, dtype=np.int32) -> o3c.Tensor:
         """A numpy array as an Open3D tensor on this store's device."""
         return o3c.Tensor.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(self.device)
@@ -89,7 +104,10 @@ class VoxelStore:
     def voxel_lin(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat index of the nearest voxel sample of finite (N, 3) world points and
         whether its block is allocated (the index is meaningless where not)."""
-        v = np.rint(points * (1.0 / self.voxel_size)).astype(np.int64)
+        return self.voxel_index_lin(np.rint(points * (1.0 / self.voxel_size)).astype(np.int64))
+
+    def voxel_index_lin(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat index of (N, 3) int64 voxel indices and whether their block is allocated."""
         buf, found = self.find((v >> self.shift).astype(np.int32))
         local = v & (self.res - 1)
         lin = buf * self.res ** 3 + (local[:, 2] * self.res + local[:, 1]) * self.res + local[:, 0]
@@ -101,7 +119,7 @@ class VoxelStore:
         attr = self.vbg.attribute(name)
         ch = int(attr.shape[-1])
         if self._cpu:
-            out = attr.numpy().reshape(-1, ch)[lin]
+            out = np.take(attr.numpy().reshape(-1, ch), lin, axis=0)  # faster than fancy indexing
         else:
             out = attr.reshape((-1, ch))[self.tensor(lin, np.int64)].cpu().numpy()
         return out[:, 0] if ch == 1 else out
@@ -110,7 +128,7 @@ class VoxelStore:
         """Whole blocks: (len(buf), res, res, res, channels), voxels z-y-x."""
         attr = self.vbg.attribute(name)
         if self._cpu:
-            return attr.numpy()[buf]
+            return np.take(attr.numpy(), buf, axis=0)
         return attr[self.tensor(buf, np.int64)].cpu().numpy()
 
     def scatter(self, name: str, lin: np.ndarray, rows: np.ndarray) -> None:
