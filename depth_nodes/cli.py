@@ -1,4 +1,4 @@
-"""`depth-nodes`: the single command-line entry point.
+"""depth-nodes: simulator, training, export, evaluation, benchmarks, launch and demo of depth_nodes.
 
 Subcommands live next to the code they drive. Each module listed in
 ``COMMAND_MODULES`` defines ``register(groups)`` where ``groups`` maps a group
