@@ -6,7 +6,8 @@ from setuptools import find_packages, setup
 PACKAGE = "depth_nodes"
 
 # Node executables: one console script per node, same name as the node module.
-NODES = []
+NODES = ["sim_node", "mono_depth_node", "stereo_depth_node", "tsdf_mapper_node",
+         "primitive_planner_node", "bag_player", "bag_recorder"]
 
 setup(
     name=PACKAGE,

@@ -20,11 +20,17 @@ LAUNCH_ARGS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
 }
 
 
+#: Every node executable of the package (console scripts; ``depth_nodes/ros/<name>.py``
+#: defines ``NODE_NAME``, ``PARAMS`` and ``main``). setup.py lists the same names.
+NODE_EXECUTABLES = ("sim_node", "mono_depth_node", "stereo_depth_node", "tsdf_mapper_node",
+                    "primitive_planner_node", "bag_player", "bag_recorder")
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One process of the graph."""
 
-    name: str                       # node name, also the parameter-file key
+    name: str                       # process label (its nodes name themselves; see NODE_PARAMS)
     executable: str                 # console script (ros2 run depth_nodes <executable>)
     parameters: dict = field(default_factory=dict)      # overrides on top of the config file
     remappings: tuple[tuple[str, str], ...] = ()
@@ -64,14 +70,17 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     else:
         nodes.append(NodeSpec("stereo_depth_node", "stereo_depth_node",
                               {**common, "backend": args["stereo_backend"]}))
-    nodes.append(NodeSpec("tsdf_mapper_node", "tsdf_mapper_node", dict(common)))
+    # One process hosts the mapper and the planner (nodes tsdf_mapper_node and
+    # primitive_planner_node) sharing one TSDF: see README "Why the mapper and
+    # planner share a process".
     nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", dict(common)))
     return nodes
 
 
 def ros_args(spec: NodeSpec, config: Path, namespace: str = "") -> list[str]:
     """Command-line ``--ros-args`` equivalent of a launch_ros Node action."""
-    out = ["--ros-args", "-r", f"__node:={spec.name}"]
+    # no __node remap: it would rename every node of a composed process
+    out = ["--ros-args"]
     if namespace:
         out += ["-r", f"__ns:=/{namespace.strip('/')}"]
     out += ["--params-file", str(config)]

@@ -1,8 +1,10 @@
 """Parameter schema of every node: one declaration, three consumers.
 
-Nodes declare their ROS parameters from here (name, default, description,
-range), ``config/mav_nav.yaml`` must carry the same defaults (a test checks it),
-and the launcher/launch file pass that YAML to each node.
+Each node module in ``depth_nodes/ros/`` defines ``PARAMS`` (a tuple of
+:class:`Param`: name, default, description, range) and declares them through
+``BaseNode``; ``config/mav_nav.yaml`` is generated from those declarations by
+``tools/gen_config.py`` (a test checks it is current), and the launcher and the
+launch file pass that YAML to every node.
 """
 from __future__ import annotations
 
@@ -45,16 +47,15 @@ COMMON: tuple[Param, ...] = (
           16, 8192),
 )
 
-#: Node name -> its own parameters (COMMON is added to each). Nodes register here.
-NODE_PARAMS: dict[str, tuple[Param, ...]] = {}
+def with_common(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """COMMON plus a node's own parameters; duplicate names are an error."""
+    out = COMMON + tuple(params)
+    names = [p.name for p in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"parameters declared twice: {dup}")
+    return out
 
 
-def params_for(node: str) -> tuple[Param, ...]:
-    """COMMON plus the node's own parameters."""
-    if node not in NODE_PARAMS:
-        raise ValueError(f"unknown node {node!r}; known: {sorted(NODE_PARAMS)}")
-    return COMMON + NODE_PARAMS[node]
-
-
-def defaults_for(node: str) -> dict[str, Any]:
-    return {p.name: p.default for p in params_for(node)}
+def defaults(params: tuple[Param, ...]) -> dict[str, Any]:
+    return {p.name: p.default for p in params}

@@ -19,7 +19,7 @@ def _graph_actions(context):
     config = args["config"] or str(graph.default_config_path())
     namespace = args["namespace"] or None
     actions = [
-        Node(package=spec.package, executable=spec.executable, name=spec.name, namespace=namespace,
+        Node(package=spec.package, executable=spec.executable, namespace=namespace,
              parameters=[config, spec.parameters], remappings=list(spec.remappings), output="screen")
         for spec in graph.build_graph(args)
     ]

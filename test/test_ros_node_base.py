@@ -15,12 +15,14 @@ from depth_nodes.ros.node_base import BaseNode
 NODE = "base_node_under_test"
 
 
+PARAMS = (
+    params.Param("speed", 2.0, "Cruise speed (m/s).", 0.1, 10.0),
+    params.Param("mode", "mono", "Depth mode.", choices=("mono", "stereo")),
+)
+
+
 @pytest.fixture
-def ctx(monkeypatch):
-    monkeypatch.setitem(params.NODE_PARAMS, NODE, (
-        params.Param("speed", 2.0, "Cruise speed (m/s).", 0.1, 10.0),
-        params.Param("mode", "mono", "Depth mode.", choices=("mono", "stereo")),
-    ))
+def ctx():
     context = rclpy.Context()
     rclpy.init(context=context)
     yield context
@@ -28,7 +30,7 @@ def ctx(monkeypatch):
 
 
 def test_parameters_declared_with_descriptions_and_ranges(ctx):
-    node = BaseNode(NODE, context=ctx, parameter_overrides=[Parameter("diagnostics_period_s", value=0.1)])
+    node = BaseNode(NODE, PARAMS, context=ctx, parameter_overrides=[Parameter("diagnostics_period_s", value=0.1)])
     try:
         assert node.param("speed") == 2.0 and node.param("mode") == "mono"
         d = node.describe_parameter("speed")
@@ -42,13 +44,13 @@ def test_parameters_declared_with_descriptions_and_ranges(ctx):
         node.destroy_node()
 
 
-def test_unknown_node_name_is_an_error(ctx):
-    with pytest.raises(ValueError, match="unknown node"):
-        BaseNode("no_such_node", context=ctx)
+def test_duplicate_parameter_is_an_error(ctx):
+    with pytest.raises(ValueError, match="declared twice"):
+        BaseNode(NODE, PARAMS + (params.Param("speed", 1.0, "again"),), context=ctx)
 
 
 def test_rejections_counted_and_published_in_diagnostics(ctx):
-    node = BaseNode(NODE, context=ctx, parameter_overrides=[Parameter("diagnostics_period_s", value=0.1)])
+    node = BaseNode(NODE, PARAMS, context=ctx, parameter_overrides=[Parameter("diagnostics_period_s", value=0.1)])
     listener = rclpy.create_node("diag_listener", context=ctx)
     got: list[DiagnosticArray] = []
     listener.create_subscription(DiagnosticArray, "diagnostics", got.append, 10)

@@ -1,8 +1,8 @@
 """Common base for depth_nodes nodes: declared parameters, rejection handling, diagnostics.
 
 A node built on ``BaseNode`` gets
-* every parameter of ``depth_nodes.params`` declared with description and range,
-  readable as ``self.param("name")``;
+* its ``params`` (plus ``depth_nodes.params.COMMON``) declared with description and
+  range, readable as ``self.param("name")``;
 * ``self.reject(topic, reason)``: counts a rejected input and logs it at most
   once per ``reject_log_period_s`` per topic;
 * a ``diagnostics`` publication (diagnostic_msgs/DiagnosticArray) with input rates,
@@ -18,7 +18,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from depth_nodes.params import Param, params_for
+from depth_nodes.params import Param, with_common
 from depth_nodes.telemetry import LatencyStats, RateMeter, RejectionLog, StageTimer
 
 #: Streams: a late frame is dropped, never queued behind newer ones.
@@ -43,10 +43,10 @@ def descriptor(p: Param) -> ParameterDescriptor:
 class BaseNode(Node):
     """rclpy Node with declared parameters, throttled rejections and diagnostics."""
 
-    def __init__(self, node_name: str, **kwargs):
+    def __init__(self, node_name: str, params: tuple[Param, ...] = (), **kwargs):
         super().__init__(node_name, **kwargs)
         self._params: dict[str, Param] = {}
-        for p in params_for(node_name):
+        for p in with_common(params):
             self._params[p.name] = p
             self.declare_parameter(p.name, p.default, descriptor(p))
         self.rejections = RejectionLog(period_s=self.param("reject_log_period_s"))
@@ -98,3 +98,32 @@ class BaseNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+
+def run_node(factory, args=None) -> int:
+    """``main()`` body of a node executable: init, spin until Ctrl-C / SIGTERM, shut down cleanly.
+
+    ``factory(context)`` returns one node or a list of nodes (composition: several
+    nodes sharing objects in one process, spun by one multi-threaded executor).
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(args=args, context=context)
+    nodes = []
+    try:
+        made = factory(context)
+        nodes = list(made) if isinstance(made, (list, tuple)) else [made]
+        executor = MultiThreadedExecutor(context=context)
+        for n in nodes:
+            executor.add_node(n)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)
+    return 0
