@@ -1,0 +1,118 @@
+"""mono_depth_node: camera (+ radar) -> metric depth with the mono+radar network.
+
+Subscribes ``camera/image_raw`` (8-bit colour or mono), ``camera/camera_info``
+(the latest one is used; the image size must match it) and ``radar/points``
+(PointCloud2 x, y, z[, velocity, intensity] in the radar frame). Each image is
+paired with the newest radar cloud stamped within ``radar_max_age_s`` of it,
+moved into the camera optical frame with the ``radar_to_camera_xyz_qxyzw``
+extrinsic. Publishes depth/image, depth/confidence, depth/camera_info and
+depth/points (see :mod:`depth_nodes.ros.depth_node_base`).
+"""
+from __future__ import annotations
+
+import sys
+
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.depth.interface import MAX_RADAR_POINTS, DepthInput
+from depth_nodes.depth.radar_frame import pose_from_xyz_qxyzw, radar_points_from_fields, radar_to_camera
+from depth_nodes.depth.stamp_match import StampedHistory
+from depth_nodes.params import Param
+from depth_nodes.ros.conversions import camera_info_to_pinhole, cloud_to_structured, image_to_rgb, stamp_to_ns
+from depth_nodes.ros.depth_node_base import ESTIMATOR_PARAMS, DepthNodeBase, output_header
+from depth_nodes.ros.node_base import SENSOR_QOS, run_node
+
+NODE_NAME = "mono_depth_node"
+#: Radar frames kept for matching to images (a few radar periods).
+RADAR_HISTORY = 8
+
+PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
+    Param("mode", "mono-radar", "Depth network input: mono-radar (image + radar) or mono (image only).",
+          choices=("mono-radar", "mono")),
+    Param("radar_max_age_s", 0.1, "Use the newest radar cloud stamped within this many seconds of the image.",
+          0.0, 5.0),
+    # T_camera_radar of the default sim rig: invert(T_body_camera) @ T_body_radar.
+    Param("radar_to_camera_xyz_qxyzw", [0.0, 0.04, 0.02, 0.5, -0.5, 0.5, 0.5],
+          "Pose of the radar in the camera optical frame [x, y, z (m), qx, qy, qz, qw]."),
+)
+
+
+class MonoDepthNode(DepthNodeBase):
+    """Image (+ radar) -> depth with one mono(-radar) network estimator."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, PARAMS, **kwargs)
+        self.camera: PinholeCamera | None = None
+        self.radar = StampedHistory(RADAR_HISTORY)
+        self.frames_without_radar = 0
+        self.use_radar = self.param("mode") == "mono-radar"
+        self.T_camera_radar = None
+        self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, SENSOR_QOS)
+        self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS)
+        if self.use_radar:
+            self.create_subscription(PointCloud2, "radar/points", self.on_radar, SENSOR_QOS)
+        try:
+            self.T_camera_radar = pose_from_xyz_qxyzw(self.param("radar_to_camera_xyz_qxyzw"),
+                                                      "radar_to_camera_xyz_qxyzw")
+            net_size = self.net_size()
+        except ValueError as exc:
+            self.fail(str(exc))
+            return
+        self.start_estimator(self.param("mode"), net_size=net_size)
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        topic = "camera/camera_info"
+        self.received(topic)
+        try:
+            self.camera = camera_info_to_pinhole(msg)
+        except ValueError as exc:
+            self.reject(topic, str(exc))
+
+    def on_radar(self, msg: PointCloud2) -> None:
+        topic = "radar/points"
+        self.received(topic)
+        if self.T_camera_radar is None:
+            return  # invalid extrinsic: the node is in the ERROR state
+        try:
+            points = radar_points_from_fields(cloud_to_structured(msg, max_points=MAX_RADAR_POINTS))
+            self.radar.add(stamp_to_ns(msg.header.stamp), radar_to_camera(points, self.T_camera_radar))
+        except ValueError as exc:
+            self.reject(topic, str(exc))
+
+    def on_image(self, msg: Image) -> None:
+        topic = "camera/image_raw"
+        self.received(topic)
+        cam = self.camera
+        if cam is None:
+            self.reject(topic, "no camera/camera_info received yet")
+            return
+        try:
+            rgb = image_to_rgb(msg, self.param("max_image_side"))
+            if (rgb.shape[1], rgb.shape[0]) != cam.size:
+                raise ValueError(f"image size {rgb.shape[1]}x{rgb.shape[0]} does not match "
+                                 f"camera_info {cam.width}x{cam.height}")
+            radar = None
+            if self.use_radar:
+                match = self.radar.newest_within(stamp_to_ns(msg.header.stamp),
+                                                 int(self.param("radar_max_age_s") * 1e9))
+                radar = None if match is None else match[1]
+                self.frames_without_radar += int(match is None)
+            inp = DepthInput(rgb, cam, radar)
+        except ValueError as exc:
+            self.reject(topic, str(exc))
+            return
+        self.submit(output_header(msg.header, cam), inp)
+
+    def diagnostics_values(self) -> dict[str, str]:
+        values = super().diagnostics_values()
+        values["frames_without_radar"] = str(self.frames_without_radar)
+        return values
+
+
+def main(args=None) -> int:
+    return run_node(lambda context: MonoDepthNode(context=context), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
