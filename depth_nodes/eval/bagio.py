@@ -377,6 +377,31 @@ class BagSource:
             while heap:
                 yield heapq.heappop(heap).item
 
+    @property
+    def topic_types(self) -> dict[str, str]:
+        """Bag topic -> message type (``pkg/msg/Name``) for every topic whose type is known."""
+        return {c.topic: c.msgtype for c in self._connections if c.msgtype not in self._skipped_types}
+
+    def raw_messages(self, topics=None, *, start_ns: int | None = None,
+                     stop_ns: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """Yield ``(topic, msgtype, log_ns, cdr_bytes)`` in log-time order, undecoded.
+
+        The serialised payload as stored (the fastest, bit-exact path for replay).
+        ``topics`` (bag topic names, default all with a known type) must exist in the bag.
+        """
+        known = self.topic_types
+        wanted = set(known) if topics is None else {t for t in topics}
+        missing = sorted(wanted - set(known))
+        if missing:
+            raise ValueError(f"bag {str(self.path)!r} has no readable topic(s) {missing}; "
+                             f"bag topics: {self._bag_topics}")
+        with self._reader() as reader:
+            conns = [c for c in reader.connections if c.topic in wanted and c.msgtype not in self._skipped_types]
+            if not conns:
+                return
+            for conn, log_ns, raw in reader.messages(conns, start=start_ns, stop=stop_ns):
+                yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)
+
     def __repr__(self) -> str:
         return f"BagSource({str(self.path)!r}, roles={self.roles})"
 
@@ -474,6 +499,18 @@ class BagSink:
         msg = self.message(msgtype, fields, stamp_ns=stamp_ns if has_header else None,
                            frame_id=frame_id if has_header else None)
         self.write(topic, stamp_ns, msg)
+
+    def write_raw(self, topic: str, stamp_ns: int, data: bytes) -> None:
+        """Write an already CDR-serialised message (e.g. from ``rclpy.serialization``) at log time ``stamp_ns``."""
+        writer = self._need_open()
+        if topic not in self._connections:
+            raise ValueError(f"topic {topic!r} was not added; added: {sorted(self._connections)}")
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int) or stamp_ns < 0:
+            raise ValueError(f"stamp_ns must be an int >= 0 (nanoseconds), got {stamp_ns!r}")
+        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < 4:
+            raise ValueError(f"data for {topic!r} must be CDR bytes (>= 4 byte header), got {type(data).__name__}")
+        writer.write(self._connections[topic][0], stamp_ns, bytes(data))
+        self.counts[topic] += 1
 
     def write(self, topic: str, stamp_ns: int, msg) -> None:
         """Serialise ``msg`` (CDR) and write it at log time ``stamp_ns`` (int ns >= 0)."""

@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import rot_to_quat
-from depth_nodes.sim.odometry import OdometryNoise, OdometrySimulator
+from depth_nodes.sim.odometry import OdometryNoise
 from depth_nodes.sim.radar import FIELDS as RADAR_FIELDS
 from depth_nodes.sim.rig import SensorRig
 from depth_nodes.sim.route import plan_route, route_trajectory
-from depth_nodes.sim.suite import SensorSuite
+from depth_nodes.sim.stepper import T0_NS, SimStepper
 from depth_nodes.sim.vehicle import Vehicle
 from depth_nodes.sim.world import World, WorldSpec, build_world
 
@@ -43,8 +43,6 @@ TOPICS = {
     "ground_truth/odom": "nav_msgs/msg/Odometry",
 }
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-#: Bag clock origin (fixed so recordings are reproducible), nanoseconds.
-T0_NS = 1_700_000_000 * 10**9
 
 
 class _Msgs:
@@ -122,16 +120,11 @@ def record_bag(out, spec: WorldSpec, duration_s: float = 30.0, storage: str = "m
     traj = route_trajectory(plan_route(world), speed=speed)
     vehicle = Vehicle(world, world.start, yaw=float(traj.yaw[0]))
     vehicle.follow(traj)
-    suite = SensorSuite(world, rig)
-    odom = OdometrySimulator(odom_noise, np.random.default_rng([seed, 3]))
-    rng = np.random.default_rng([seed, 4])
+    stepper = SimStepper(world, vehicle, rig, seed=seed, odom_noise=odom_noise, t0_ns=T0_NS)
     m = _Msgs()
     right_cam = rig.right_camera
     counts = {t: 0 for t in TOPICS}
-    dt_odom = 1.0 / rig.odom_rate_hz
     n_odom = int(np.floor(duration_s * rig.odom_rate_hz + 1e-9))
-    cam_every = max(1, int(round(rig.odom_rate_hz / rig.camera_rate_hz)))
-    radar_every = max(1, int(round(rig.odom_rate_hz / rig.radar_rate_hz)))
     with Writer(out, version=9, storage_plugin=STORAGE[storage]) as writer:
         conns = {t: writer.add_connection(t, typ, typestore=m.ts) for t, typ in TOPICS.items()}
         spec_json = json.dumps(world.spec.to_dict() if world.spec else spec.to_dict(), sort_keys=True)
@@ -145,31 +138,22 @@ def record_bag(out, spec: WorldSpec, duration_s: float = 30.0, storage: str = "m
 
         put("sim/world_spec", T0_NS, m.string(spec_json))
         put("sim/rig", T0_NS, m.string(rig_json))
-        prev_yaw = vehicle.state.yaw
-        for k in tqdm(range(n_odom), desc="record", unit="step", disable=not progress, mininterval=1.0):
-            t_ns = T0_NS + int(round(k * dt_odom * 1e9))
-            s = vehicle.state
-            T_wb = vehicle.pose
-            v_body = T_wb[:3, :3].T @ s.vel
-            w_body = np.array([0.0, 0.0, (s.yaw - prev_yaw) / dt_odom]) if k else np.zeros(3)
-            prev_yaw = s.yaw
-            put("ground_truth/odom", t_ns, m.odometry(t_ns, T_wb, v_body, w_body))
-            T_est, v_est = odom(T_wb, s.vel)
-            put("odom", t_ns, m.odometry(t_ns, T_est, v_est, w_body))
-            want_cam, want_radar = k % cam_every == 0, k % radar_every == 0
-            if want_cam or want_radar:
-                fr = suite.render(T_wb, s.vel, rng, stereo=want_cam, radar=want_radar)
-                if want_cam:
-                    put("camera/image_raw", t_ns, m.image(t_ns, rig.camera.frame_id, fr.rgb))
-                    put("camera/camera_info", t_ns, m.camera_info(t_ns, rig.camera))
-                    put("stereo/left/image_rect", t_ns, m.image(t_ns, rig.camera.frame_id, fr.rgb))
-                    put("stereo/left/camera_info", t_ns, m.camera_info(t_ns, rig.camera))
-                    put("stereo/right/image_rect", t_ns, m.image(t_ns, right_cam.frame_id, fr.right))
-                    put("stereo/right/camera_info", t_ns, m.camera_info(t_ns, right_cam))
-                    put("ground_truth/depth", t_ns, m.image(t_ns, rig.camera.frame_id, fr.depth))
-                if want_radar:
-                    put("radar/points", t_ns, m.cloud(t_ns, "radar", fr.radar.points))
-            vehicle.step(dt_odom)
+        for _ in tqdm(range(n_odom), desc="record", unit="step", disable=not progress, mininterval=1.0):
+            s = stepper.sample()
+            t_ns, fr = s.t_ns, s.frame
+            put("ground_truth/odom", t_ns, m.odometry(t_ns, s.T_world_body, s.v_body, s.w_body))
+            put("odom", t_ns, m.odometry(t_ns, s.T_odom, s.v_odom, s.w_body))
+            if s.camera:
+                put("camera/image_raw", t_ns, m.image(t_ns, rig.camera.frame_id, fr.rgb))
+                put("camera/camera_info", t_ns, m.camera_info(t_ns, rig.camera))
+                put("stereo/left/image_rect", t_ns, m.image(t_ns, rig.camera.frame_id, fr.rgb))
+                put("stereo/left/camera_info", t_ns, m.camera_info(t_ns, rig.camera))
+                put("stereo/right/image_rect", t_ns, m.image(t_ns, right_cam.frame_id, fr.right))
+                put("stereo/right/camera_info", t_ns, m.camera_info(t_ns, right_cam))
+                put("ground_truth/depth", t_ns, m.image(t_ns, rig.camera.frame_id, fr.depth))
+            if s.radar:
+                put("radar/points", t_ns, m.cloud(t_ns, "radar", fr.radar.points))
+            stepper.advance()
     return {"bag": str(out), "storage": storage, "duration_s": duration_s, "counts": counts,
             "route_length_m": float(np.sum(np.linalg.norm(np.diff(traj.pos, axis=0), axis=1))),
             "collided": bool(vehicle.state.collided), "world": world.spec.to_dict() if world.spec else None}
