@@ -1,0 +1,157 @@
+"""The mapping core a node wraps: odometry buffer + TSDF map behind one lock.
+
+``Mapper`` pairs a :class:`~depth_nodes.mapping.pose_buffer.PoseBuffer`
+(``T_world_body`` by stamp) with a :class:`~depth_nodes.mapping.tsdf.TsdfMap`
+and the fixed camera extrinsic ``T_body_cam`` (optical frame in the body
+frame), so a depth frame is fused at the camera pose interpolated at its own
+stamp: ``T_world_cam = T_world_body(stamp) @ T_body_cam``. A frame whose
+stamp lies farther outside the buffered odometry than ``max_extrapolation_s``
+is refused with a reason and never reaches the map.
+
+Thread safety: every method may be called from any thread (the mapper and
+planner nodes share one instance on a multi-threaded executor). One re-entrant
+lock serialises access to the map so that ``load`` / ``clear`` never race an
+integration or an ESDF extraction.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from depth_nodes.camera import PinholeCamera
+from depth_nodes.geometry import check_pose
+from depth_nodes.mapping.config import TsdfConfig
+from depth_nodes.mapping.esdf import EsdfGrid
+from depth_nodes.mapping.pose_buffer import PoseBuffer
+from depth_nodes.mapping.tsdf import IntegrationResult, TsdfMap
+
+__all__ = ["Mapper", "check_map_path"]
+
+
+def check_map_path(path) -> Path:
+    """A map file path that is safe to write: ``~`` expanded, no control
+    characters, extension ``.npz``, parent directory existing.
+    ValueError naming the path otherwise."""
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ValueError(f"map file path must be a non-empty string, got {path!r}")
+    s = str(path)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in s):
+        raise ValueError(f"map file path {s!r} contains control characters")
+    p = Path(s).expanduser()
+    if p.suffix != ".npz":
+        raise ValueError(f"map file path {s!r} must end in .npz")
+    if not p.parent.is_dir():
+        raise ValueError(f"map file path {s!r}: directory {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise ValueError(f"map file path {s!r} is a directory")
+    return p
+
+
+class Mapper:
+    """Pose-aware, thread-safe TSDF mapping.
+
+    ``config``: the TSDF configuration; ``T_body_cam``: 4x4 pose of the camera
+    optical frame in the body frame (default identity); ``max_age_s``,
+    ``max_extrapolation_s``, ``max_samples``: odometry buffer limits (see
+    :class:`PoseBuffer`).
+    """
+
+    def __init__(self, config: TsdfConfig | None = None, T_body_cam=None, *, max_age_s: float = 10.0,
+                 max_extrapolation_s: float = 0.05, max_samples: int = 10_000):
+        self.T_body_cam = check_pose(np.eye(4) if T_body_cam is None else T_body_cam, "T_body_cam").copy()
+        self.poses = PoseBuffer(max_age_s, max_extrapolation_s, max_samples)
+        self._map = TsdfMap(config)
+        self._lock = threading.RLock()
+        self.frames_refused = 0  # frames without a pose (the map counts its own rejections)
+
+    @property
+    def config(self) -> TsdfConfig:
+        return self._map.config
+
+    @property
+    def tsdf(self) -> TsdfMap:
+        """The current map object (replaced by :meth:`load`)."""
+        return self._map
+
+    # ------------------------------------------------------------------ inputs
+    def add_odometry(self, stamp: float, T_world_body) -> bool:
+        """Buffer one body pose; False when dropped as duplicate or too old.
+        ValueError on a non-finite stamp or a non-rigid pose."""
+        return self.poses.add(stamp, T_world_body)
+
+    def awaits_odometry(self, stamp: float) -> bool:
+        """True when ``stamp`` is newer than the buffered odometry can answer *yet*
+        (a later odometry sample may bracket it: hold the frame and retry)."""
+        span = self.poses.span
+        return span is not None and float(stamp) > span[1] + self.poses.max_extrapolation_s
+
+    def camera_pose(self, stamp: float) -> np.ndarray:
+        """``T_world_cam`` at ``stamp`` (ValueError when no pose is available)."""
+        return self.poses.lookup(stamp) @ self.T_body_cam
+
+    def integrate(self, stamp: float, depth, camera: PinholeCamera, confidence=None,
+                  color=None) -> IntegrationResult:
+        """Fuse a depth frame taken at ``stamp`` (seconds).
+
+        ``depth`` (H, W) float metres (NaN/0: no return), ``camera`` its
+        intrinsics, ``confidence`` optional (H, W) 0..1, ``color`` optional
+        (H, W, 3) uint8 RGB. Returns ``accepted=False`` with the reason (map
+        untouched) when no pose brackets the stamp or the frame is invalid.
+        """
+        t0 = time.perf_counter()
+        try:
+            T_world_cam = self.camera_pose(stamp)
+        except ValueError as exc:
+            with self._lock:
+                self.frames_refused += 1
+            return IntegrationResult(False, f"no pose for depth stamp: {exc}", 0, (time.perf_counter() - t0) * 1e3)
+        with self._lock:
+            return self._map.integrate(depth, camera, T_world_cam, color=color, confidence=confidence)
+
+    # ----------------------------------------------------------------- outputs
+    def esdf(self, center, half_extent, max_distance_m: float = 1.0) -> EsdfGrid:
+        """Euclidean distance window ``center +- half_extent`` (metres, ``map``)."""
+        with self._lock:
+            return self._map.esdf_window(center, half_extent, max_distance_m)
+
+    def surface_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(points (N, 3) float32 ``map``, normals (N, 3), colors (N, 3) uint8 or None)."""
+        with self._lock:
+            return self._map.surface_points()
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(vertices (V, 3) float32 ``map``, triangles (T, 3) int64, colors or None)."""
+        with self._lock:
+            return self._map.mesh()
+
+    def stats(self) -> dict:
+        """Map statistics plus the odometry buffer size and refused frames."""
+        with self._lock:
+            out = self._map.stats()
+            out["frames_refused_no_pose"] = self.frames_refused
+        out["odometry_samples"] = len(self.poses)
+        return out
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path) -> None:
+        """Write the map (with its config) to an ``.npz`` file."""
+        with self._lock:
+            self._map.save(Path(path))
+
+    def load(self, path) -> None:
+        """Replace the map by the one saved at ``path`` (kept on this mapper's device).
+
+        The saved map's voxel size and block layout are used; ValueError when
+        the file is not a map (the current map is then kept).
+        """
+        loaded = TsdfMap.load(Path(path), device=self.config.device)
+        with self._lock:
+            self._map = loaded
+
+    def clear(self) -> None:
+        """Forget the map (the odometry buffer is kept)."""
+        with self._lock:
+            self._map.clear()
