@@ -267,3 +267,22 @@ def test_trajectory_message_validation():
     msg.points = []
     with pytest.raises(ValueError, match="no points"):
         trajectory_msg_to_trajectory(msg)
+
+
+def test_planning_error_still_commands_a_brake(rig, monkeypatch):
+    ex, mapper, planner, vehicle, _, _ = rig
+
+    def broken_esdf(*_a, **_k):
+        raise ValueError("vehicle outside the map's index range")
+
+    monkeypatch.setattr(planner.mapper, "esdf", broken_esdf)
+    vehicle.twist = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    vehicle.trajs.clear()
+    try:
+        assert spin_until(ex, lambda: bool(vehicle.status) and vehicle.status[-1]["status"] == "error"
+                          and len(vehicle.trajs) >= 1, timeout_s=10.0, tick=vehicle.tick)
+    finally:
+        vehicle.twist = np.zeros(6)
+    assert vehicle.status[-1]["braking"] and "index range" in vehicle.status[-1]["reason"]
+    traj = trajectory_msg_to_trajectory(vehicle.trajs[-1])
+    assert np.linalg.norm(traj.vel[-1]) < 1e-6

@@ -14,4 +14,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "EsdfGrid": "esdf",
     "esdf_window": "esdf",
     "PoseBuffer": "pose_buffer",
+    "Mapper": "mapper",
 })

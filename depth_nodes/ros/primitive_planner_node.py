@@ -189,8 +189,15 @@ class PrimitivePlannerNode(BaseNode):
             with self.stage("plan"):
                 result = self.planner.plan(state, now, self.goal, esdf, frame, odom_stamp=odom_stamp)
         except ValueError as exc:  # e.g. a vehicle position far outside the map's index range
-            self.get_logger().error(f"planning failed: {exc}")
-            self._publish_status({"status": "error", "reason": str(exc), "stamp": now})
+            # never leave the vehicle on its old command: brake (the planner without map or
+            # depth input always returns its best brake primitive)
+            self.get_logger().error(f"planning failed, braking: {exc}")
+            brake = self.planner.plan(state, now, None, None, None, odom_stamp=odom_stamp)
+            traj = restamp(brake.trajectory, now)
+            self.traj_pub.publish(trajectory_to_msg(traj))
+            self.path_pub.publish(trajectory_to_path_msg(traj))
+            self.status_message = f"error: {exc}"
+            self._publish_status({"status": "error", "reason": str(exc), "stamp": now, "braking": True})
             return None
         self.last_result = result
         traj = restamp(result.trajectory, now)
