@@ -356,7 +356,7 @@ def test_bag_frames_requires_key_role(bag):
 
 def test_build_message_rules_and_errors():
     from depth_nodes.codec import PointFieldSpec
-    from depth_nodes.eval.msgbuild import build_message
+    from depth_nodes.bagmsg import build_message
 
     ts = _ts()
     odom = build_message(ts, "nav_msgs/msg/Odometry",

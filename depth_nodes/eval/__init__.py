@@ -3,7 +3,6 @@
 Modules (import the one you need; nothing heavy is imported here):
 
 * ``bagio``    rosbag2 reading by role (:class:`BagSource`) and writing (:class:`BagSink`)
-* ``msgbuild`` field dicts -> ``rosbags`` messages for writing
 * ``decode``   bag messages -> arrays by role, through ``depth_nodes.codec``
 * ``sync``     frame assembly around key images (pure, bounded buffers)
 * ``frames``   bag -> decoded, synchronised frames (:class:`BagFrames`)

@@ -44,7 +44,7 @@ from rosbags.typesys.base import TypesysError
 from rosbags.typesys.store import Typestore
 
 from depth_nodes.codec.stamp import stamp_to_ns
-from depth_nodes.eval.msgbuild import build_message
+from depth_nodes.bagmsg import build_message
 
 try:  # rosbags raises SerdeError for malformed CDR payloads
     from rosbags.serde import SerdeError
@@ -487,7 +487,7 @@ class BagSink:
 
     def message(self, msgtype: str, fields: Mapping | None = None, *, stamp_ns: int | None = None,
                 frame_id: str | None = None):
-        """Build a ``msgtype`` message from a field dict (see :func:`~depth_nodes.eval.msgbuild.build_message`)."""
+        """Build a ``msgtype`` message from a field dict (see :func:`~depth_nodes.bagmsg.build_message`)."""
         return build_message(self.typestore, msgtype, fields, stamp_ns=stamp_ns, frame_id=frame_id)
 
     def write_fields(self, topic: str, stamp_ns: int, fields: Mapping, *, frame_id: str | None = None) -> None:

@@ -17,8 +17,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
+from depth_nodes.bagmsg import build_message
 from depth_nodes.camera import PinholeCamera
-from depth_nodes.geometry import rot_to_quat
+from depth_nodes.codec import (array_to_image_fields, array_to_twist_fields, matrix_to_pose_fields,
+                               pinhole_to_camera_info_fields, xyz_to_cloud_fields)
 from depth_nodes.sim.odometry import OdometryNoise
 from depth_nodes.sim.radar import FIELDS as RADAR_FIELDS
 from depth_nodes.sim.rig import SensorRig
@@ -46,59 +48,32 @@ STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
 class _Msgs:
-    """Builds the few message types the recorder writes (private; a shared codec replaces it later)."""
+    """The recorder's messages, built from the shared codec field dicts (no rclpy needed)."""
 
     def __init__(self):
         self.ts = get_typestore(Stores.ROS2_KILTED)
-        T = self.ts.types
-        self.Time, self.Header = T["builtin_interfaces/msg/Time"], T["std_msgs/msg/Header"]
-        self.Image, self.CameraInfo = T["sensor_msgs/msg/Image"], T["sensor_msgs/msg/CameraInfo"]
-        self.Roi, self.PointField = T["sensor_msgs/msg/RegionOfInterest"], T["sensor_msgs/msg/PointField"]
-        self.PointCloud2, self.String = T["sensor_msgs/msg/PointCloud2"], T["std_msgs/msg/String"]
-        self.Odometry = T["nav_msgs/msg/Odometry"]
-        self.geo = {k: T[f"geometry_msgs/msg/{k}"] for k in
-                    ("Point", "Quaternion", "Pose", "PoseWithCovariance", "Vector3", "Twist", "TwistWithCovariance")}
-
-    def header(self, t_ns: int, frame: str):
-        return self.Header(stamp=self.Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=frame)
 
     def image(self, t_ns: int, frame: str, img: np.ndarray):
-        if img.dtype == np.uint8:
-            enc, step = "rgb8", img.shape[1] * 3
-        else:
-            enc, step = "32FC1", img.shape[1] * 4
-        data = np.ascontiguousarray(img).view(np.uint8).reshape(-1)
-        return self.Image(header=self.header(t_ns, frame), height=img.shape[0], width=img.shape[1],
-                          encoding=enc, is_bigendian=0, step=step, data=data)
+        fields = array_to_image_fields(img, "rgb8" if img.dtype == np.uint8 else "32FC1")
+        return build_message(self.ts, "sensor_msgs/msg/Image", fields, stamp_ns=t_ns, frame_id=frame)
 
     def camera_info(self, t_ns: int, cam: PinholeCamera):
-        roi = self.Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-        return self.CameraInfo(header=self.header(t_ns, cam.frame_id), height=cam.height, width=cam.width,
-                               distortion_model=cam.distortion_model, d=cam.D.astype(np.float64),
-                               k=cam.K.ravel().astype(np.float64), r=cam.R.ravel().astype(np.float64),
-                               p=cam.P.ravel().astype(np.float64), binning_x=0, binning_y=0, roi=roi)
+        return build_message(self.ts, "sensor_msgs/msg/CameraInfo", pinhole_to_camera_info_fields(cam),
+                             stamp_ns=t_ns, frame_id=cam.frame_id)
 
     def cloud(self, t_ns: int, frame: str, pts: np.ndarray, names=RADAR_FIELDS):
-        pts = np.ascontiguousarray(pts, dtype=np.float32)
-        fields = [self.PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate(names)]
-        step = 4 * len(names)
-        return self.PointCloud2(header=self.header(t_ns, frame), height=1, width=len(pts), fields=fields,
-                                is_bigendian=False, point_step=step, row_step=step * len(pts),
-                                data=pts.view(np.uint8).reshape(-1), is_dense=True)
+        pts = np.asarray(pts, dtype=np.float32)
+        extra = {n: pts[:, i] for i, n in enumerate(names) if i >= 3}
+        return build_message(self.ts, "sensor_msgs/msg/PointCloud2", xyz_to_cloud_fields(pts[:, :3], extra),
+                             stamp_ns=t_ns, frame_id=frame)
 
     def odometry(self, t_ns: int, T: np.ndarray, v_body: np.ndarray, w_body: np.ndarray):
-        g = self.geo
-        q = rot_to_quat(T[:3, :3])
-        pose = g["Pose"](position=g["Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
-                         orientation=g["Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
-        twist = g["Twist"](linear=g["Vector3"](x=float(v_body[0]), y=float(v_body[1]), z=float(v_body[2])),
-                           angular=g["Vector3"](x=float(w_body[0]), y=float(w_body[1]), z=float(w_body[2])))
-        return self.Odometry(header=self.header(t_ns, "map"), child_frame_id="base_link",
-                             pose=g["PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
-                             twist=g["TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
+        fields = {"child_frame_id": "base_link", "pose": {"pose": matrix_to_pose_fields(T)},
+                  "twist": {"twist": array_to_twist_fields(np.concatenate([v_body, w_body]))}}
+        return build_message(self.ts, "nav_msgs/msg/Odometry", fields, stamp_ns=t_ns, frame_id="map")
 
     def string(self, s: str):
-        return self.String(data=s)
+        return build_message(self.ts, "std_msgs/msg/String", {"data": s})
 
 
 def record_bag(out, spec: WorldSpec, duration_s: float = 30.0, storage: str = "mcap",

@@ -1,5 +1,7 @@
 """Build ``rosbags`` message objects from plain field dicts (the codec writers' output).
 
+Shared by the simulator's bag recorder and the evaluation layer's BagSink.
+
 ``build_message(ts, "sensor_msgs/msg/Image", array_to_image_fields(rgb, "rgb8"),
 stamp_ns=t, frame_id="camera_optical_frame")`` returns a message ready for
 CDR serialisation. Rules, driven by the type store's field definitions:
