@@ -7,7 +7,8 @@ import pytest
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.disparity_image import disparity_image, disparity_range, valid_window
 from depth_nodes.depth.interface import make_estimator
-from depth_nodes.depth.radar_frame import pose_from_xyz_qxyzw, radar_points_from_fields, radar_to_camera
+from depth_nodes.depth.radar_frame import radar_points_from_fields, radar_to_camera
+from depth_nodes.geometry import pose_from_xyz_qxyzw
 from depth_nodes.depth.stamp_match import ExactStampPairer, LatestSlot, StampedHistory
 from depth_nodes.geometry import rot_to_quat
 from depth_nodes.sim.radar import transform_radar_points

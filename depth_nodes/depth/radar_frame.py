@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_nodes.geometry import make_pose, quat_to_rot, transform_points
+from depth_nodes.geometry import transform_points
 
 #: Point fields of a radar frame, in column order.
 RADAR_FIELDS = ("x", "y", "z", "velocity", "intensity")
-
-
-def pose_from_xyz_qxyzw(values, name: str = "extrinsic") -> np.ndarray:
-    """4x4 float64 pose from ``[x, y, z, qx, qy, qz, qw]`` (metres, unit quaternion within 1e-3)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size != 7:
-        raise ValueError(f"{name} must have 7 values [x, y, z, qx, qy, qz, qw], got {v.size}: {v.tolist()}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} contains non-finite values: {v.tolist()}")
-    if abs(float(np.linalg.norm(v[3:])) - 1.0) > 1e-3:
-        raise ValueError(f"{name} quaternion {v[3:].tolist()} is not unit length")
-    return make_pose(quat_to_rot(v[3:]), v[:3])
 
 
 def radar_points_from_fields(fields: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.interface import MAX_RADAR_POINTS, DepthInput
-from depth_nodes.depth.radar_frame import pose_from_xyz_qxyzw, radar_points_from_fields, radar_to_camera
+from depth_nodes.depth.radar_frame import radar_points_from_fields, radar_to_camera
+from depth_nodes.geometry import pose_from_xyz_qxyzw
 from depth_nodes.depth.stamp_match import StampedHistory
 from depth_nodes.params import Param
 from depth_nodes.ros.conversions import camera_info_to_pinhole, cloud_to_structured, image_to_rgb, stamp_to_ns

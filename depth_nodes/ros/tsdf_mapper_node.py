@@ -27,7 +27,7 @@ from std_msgs.msg import ColorRGBA
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
 
-from depth_nodes.geometry import make_pose, quat_to_rot
+from depth_nodes.geometry import pose_from_xyz_qxyzw
 from depth_nodes.mapping.config import TsdfConfig
 from depth_nodes.mapping.mapper import Mapper, check_map_path
 from depth_nodes.params import Param
@@ -68,13 +68,8 @@ PARAMS: tuple[Param, ...] = (
 
 
 def extrinsic_from_param(values, name: str = "camera_to_body_xyz_qxyzw") -> np.ndarray:
-    """4x4 pose from ``[x, y, z, qx, qy, qz, qw]``; ValueError naming ``name`` otherwise."""
-    v = np.asarray(values, dtype=np.float64).ravel() if isinstance(values, (list, tuple)) else None
-    if v is None or v.shape != (7,) or not np.all(np.isfinite(v)):
-        raise ValueError(f"parameter {name} must be 7 finite numbers [x, y, z, qx, qy, qz, qw], got {values!r}")
-    if abs(float(v[3:] @ v[3:]) - 1.0) > 1e-3:
-        raise ValueError(f"parameter {name}: quaternion {v[3:].tolist()} is not unit length")
-    return make_pose(quat_to_rot(v[3:]), v[:3])
+    """4x4 pose from a ``[x, y, z, qx, qy, qz, qw]`` parameter; ValueError naming the parameter."""
+    return pose_from_xyz_qxyzw(values, f"parameter {name}")
 
 
 def odometry_pose(msg) -> tuple[float, np.ndarray]:
