@@ -216,7 +216,7 @@ def test_bag_recorder_records_sim_topics(ctx, tmp_path):
         Parameter("discovery_period_s", value=0.05)])
     try:
         assert run(ctx, [sim, rec], lambda: rec.sink.counts.get("camera/image_raw", 0) >= 3
-                   and rec.sink.counts.get("sim/world_spec", 0) >= 1)
+                   and rec.sink.counts.get("odom", 0) >= 10 and rec.sink.counts.get("sim/world_spec", 0) >= 1)
         counts = rec.close()
     finally:
         rec.destroy_node()
