@@ -14,6 +14,13 @@ LAUNCH_ARGS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "stereo_backend": ("network", "Stereo matcher when mode:=stereo.", ("network", "sgbm")),
     "world": ("forest", "Simulated world type when use_sim:=true.", ("forest", "urban", "indoor")),
     "seed": ("7", "Simulated world seed when use_sim:=true.", None),
+    "density": ("medium", "Simulated obstacle density when use_sim:=true.", ("sparse", "medium", "dense")),
+    "extent": ("", "Simulated world size LENGTHxWIDTH in metres (e.g. 14x8); empty = the world's default.", None),
+    "lockstep": ("true", "Simulator waits for the planner after each camera frame (false: real time).",
+                 ("true", "false")),
+    "depth_source": ("estimate", "Planner depth input: estimate (the depth node of `mode`) or gt (the "
+                     "simulator's ground_truth/depth; starts no depth node, needs use_sim:=true).",
+                     ("estimate", "gt")),
     "namespace": ("", "Namespace for every node (e.g. drone1).", None),
     "config": ("", "Parameter file; empty means the package's config/mav_nav.yaml.", None),
     "rviz": ("false", "Start RViz with rviz/mav_nav.rviz (needs a ROS 2 install).", ("true", "false")),
@@ -37,6 +44,11 @@ class NodeSpec:
     package: str = "depth_nodes"
 
 
+#: depth_source:=gt: the mapper and planner read the simulator's ground-truth depth
+#: (same camera, so the colour camera's info describes it).
+GT_DEPTH_REMAPPINGS = (("depth/image", "ground_truth/depth"), ("depth/camera_info", "camera/camera_info"))
+
+
 def parse_launch_args(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Defaults of LAUNCH_ARGS updated with ``overrides``; unknown names and values are errors."""
     args = {k: v[0] for k, v in LAUNCH_ARGS.items()}
@@ -49,7 +61,24 @@ def parse_launch_args(overrides: dict[str, str] | None = None) -> dict[str, str]
         args[key] = value
     if not args["seed"].lstrip("-").isdigit():
         raise ValueError(f"launch argument seed:={args['seed']!r} must be an integer")
+    parse_extent(args["extent"])
+    if args["depth_source"] == "gt" and args["use_sim"] != "true":
+        raise ValueError("launch argument depth_source:=gt needs use_sim:=true (ground truth comes from sim_node)")
     return args
+
+
+def parse_extent(text: str) -> list[float]:
+    """``'14x8'`` -> [14.0, 8.0]; ``''`` -> [0.0, 0.0] (the world kind's default size)."""
+    if not text:
+        return [0.0, 0.0]
+    parts = text.lower().split("x")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(v > 0 for v in values):
+        raise ValueError(f"launch argument extent:={text!r} must look like LENGTHxWIDTH in metres, e.g. 14x8")
+    return values
 
 
 def default_config_path() -> Path:
@@ -63,9 +92,13 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     common = {"use_sim_time": use_sim}
     nodes: list[NodeSpec] = []
     if use_sim:
-        nodes.append(NodeSpec("sim_node", "sim_node", {**common, "world": args["world"],
-                                                        "seed": int(args["seed"])}))
-    if args["mode"] == "mono":
+        nodes.append(NodeSpec("sim_node", "sim_node", {
+            **common, "world": args["world"], "seed": int(args["seed"]), "density": args["density"],
+            "extent_m": parse_extent(args["extent"]), "lockstep": args["lockstep"] == "true"}))
+    remappings: tuple[tuple[str, str], ...] = ()
+    if args["depth_source"] == "gt":
+        remappings = GT_DEPTH_REMAPPINGS
+    elif args["mode"] == "mono":
         nodes.append(NodeSpec("mono_depth_node", "mono_depth_node", dict(common)))
     else:
         nodes.append(NodeSpec("stereo_depth_node", "stereo_depth_node",
@@ -73,7 +106,7 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     # One process hosts the mapper and the planner (nodes tsdf_mapper_node and
     # primitive_planner_node) sharing one TSDF: see README "Why the mapper and
     # planner share a process".
-    nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", dict(common)))
+    nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", dict(common), remappings))
     return nodes
 
 
@@ -85,7 +118,12 @@ def ros_args(spec: NodeSpec, config: Path, namespace: str = "") -> list[str]:
         out += ["-r", f"__ns:=/{namespace.strip('/')}"]
     out += ["--params-file", str(config)]
     for key, value in spec.parameters.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ",".join(str(v) for v in value) + "]"
+        else:
+            text = str(value)
         out += ["-p", f"{key}:={text}"]
     for src, dst in spec.remappings:
         out += ["-r", f"{src}:={dst}"]

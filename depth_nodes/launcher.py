@@ -104,6 +104,25 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return out
 
 
+def write_config(out: Path, overrides: dict[str, dict], base: Path | None = None) -> Path:
+    """Copy of the parameter file ``base`` (default config/mav_nav.yaml) with ``{node: {param: value}}``
+    overrides, written to ``out`` (for ``config:=out``); unknown node or parameter names are errors."""
+    import yaml
+
+    base = base or graph.default_config_path()
+    cfg = yaml.safe_load(base.read_text())
+    for node, params in overrides.items():
+        known = cfg.get(node, {}).get("ros__parameters")
+        if known is None:
+            raise ValueError(f"node {node!r} is not in {base}; known: {sorted(cfg)}")
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"{node} has no parameters {unknown} in {base}")
+        known.update(params)
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
 def build_children(overrides: dict[str, str]) -> tuple[list[Child], dict[str, str]]:
     args = graph.parse_launch_args(overrides)
     config = Path(args["config"]) if args["config"] else graph.default_config_path()

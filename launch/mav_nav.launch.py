@@ -1,9 +1,11 @@
 """ros2 launch depth_nodes mav_nav.launch.py [use_sim:=true] [mode:=mono|stereo] [world:=forest] [rviz:=true]
+    [depth_source:=estimate|gt] [density:=sparse] [extent:=14x8] [lockstep:=false]
 
 Perception and planning for a MAV: depth estimation (mono+radar or stereo), the
 TSDF mapper and the motion-primitive planner; with use_sim:=true also the live
-simulator on simulated time. The node list, parameters and remappings come from
-depth_nodes.graph, which `depth-nodes launch mav_nav` uses too.
+simulator on simulated time (depth_source:=gt feeds the planner the simulator's
+ground-truth depth instead of a depth node). The node list, parameters and
+remappings come from depth_nodes.graph, which `depth-nodes launch mav_nav` uses too.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction

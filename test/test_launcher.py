@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from depth_nodes import graph
-from depth_nodes.launcher import Child, ProcessGroup, build_children, parse_assignments
+from depth_nodes.launcher import Child, ProcessGroup, build_children, parse_assignments, write_config
 
 
 def test_parse_assignments_and_errors():
@@ -32,13 +32,35 @@ def test_graph_follows_mode_and_sim():
                                                         "stereo_backend": "sgbm"}))
     assert [n.name for n in stereo] == ["stereo_depth_node", "primitive_planner_node"]
     assert stereo[0].parameters == {"use_sim_time": False, "backend": "sgbm"}
+    assert all(n.remappings == () for n in stereo)
+
+
+def test_depth_source_gt_remaps_the_planner_and_starts_no_depth_node():
+    nodes = graph.build_graph(graph.parse_launch_args({"depth_source": "gt", "mode": "stereo"}))
+    assert [n.name for n in nodes] == ["sim_node", "primitive_planner_node"]
+    assert dict(nodes[1].remappings) == {"depth/image": "ground_truth/depth",
+                                         "depth/camera_info": "camera/camera_info"}
+    with pytest.raises(ValueError, match="depth_source:=gt needs use_sim:=true"):
+        graph.parse_launch_args({"depth_source": "gt", "use_sim": "false"})
+
+
+def test_sim_world_arguments_reach_sim_node():
+    sim = graph.build_graph(graph.parse_launch_args({"density": "sparse", "extent": "14x8", "lockstep": "false"}))[0]
+    assert sim.parameters["density"] == "sparse" and sim.parameters["extent_m"] == [14.0, 8.0]
+    assert sim.parameters["lockstep"] is False
+    assert graph.build_graph(graph.parse_launch_args({}))[0].parameters["extent_m"] == [0.0, 0.0]
+    for bad in ("14", "14x", "ax8", "14x-8", "14x8x2"):
+        with pytest.raises(ValueError, match="extent"):
+            graph.parse_launch_args({"extent": bad})
+    with pytest.raises(ValueError, match="must be one of"):
+        graph.parse_launch_args({"density": "crowded"})
 
 
 def test_ros_args_carry_name_namespace_params_and_remaps(tmp_path):
-    spec = graph.NodeSpec("n", "n", {"use_sim_time": True, "rate": 5.0}, (("image", "cam/image"),))
+    spec = graph.NodeSpec("n", "n", {"use_sim_time": True, "rate": 5.0, "xy": [14.0, 8.0]}, (("image", "cam/image"),))
     argv = graph.ros_args(spec, tmp_path / "c.yaml", namespace="drone1")
     assert argv[0] == "--ros-args" and not any("__node" in a for a in argv)
-    for frag in (["-r", "__ns:=/drone1"], ["-p", "use_sim_time:=true"], ["-p", "rate:=5.0"],
+    for frag in (["-r", "__ns:=/drone1"], ["-p", "use_sim_time:=true"], ["-p", "rate:=5.0"], ["-p", "xy:=[14.0,8.0]"],
                  ["-r", "image:=cam/image"], ["--params-file", str(tmp_path / "c.yaml")]):
         assert any(argv[k:k + 2] == frag for k in range(len(argv) - 1)), frag
 
@@ -51,6 +73,20 @@ def test_build_children_uses_config_file(tmp_path):
     assert children[0].argv[1:3] == ["-m", "depth_nodes.ros.sim_node"]
     with pytest.raises(FileNotFoundError):
         build_children({"config": str(tmp_path / "missing.yaml")})
+
+
+def test_write_config_overrides_parameters_of_the_shipped_file(tmp_path):
+    import yaml
+
+    out = write_config(tmp_path / "p.yaml", {"sim_node": {"image_width": 160, "publish_radar": False}})
+    cfg = yaml.safe_load(out.read_text())
+    assert cfg["sim_node"]["ros__parameters"]["image_width"] == 160
+    assert cfg["sim_node"]["ros__parameters"]["publish_radar"] is False
+    assert cfg["sim_node"]["ros__parameters"]["world"] == "forest"  # the rest is kept
+    with pytest.raises(ValueError, match="no parameters"):
+        write_config(tmp_path / "q.yaml", {"sim_node": {"image_widht": 160}})
+    with pytest.raises(ValueError, match="not in"):
+        write_config(tmp_path / "q.yaml", {"sim_nod": {}})
 
 
 # Children touch argv[1] once their signal handlers are installed, so the test never

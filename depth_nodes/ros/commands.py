@@ -1,4 +1,4 @@
-"""CLI subcommands of the ROS layer: ``depth-nodes bench conversions``."""
+"""CLI subcommands of the ROS layer: ``depth-nodes bench conversions`` and ``bench pipeline``."""
 from __future__ import annotations
 
 import logging
@@ -133,6 +133,21 @@ def _cmd_bench_conversions(args) -> int:
     return 0
 
 
+def _cmd_bench_pipeline(args) -> int:
+    from depth_nodes.ros.pipeline_bench import best_available_mode, bench_pipeline
+
+    mode = args.mode or best_available_mode()
+    log.info("benchmarking the running graph (mode %s) for %.0f s after %.0f s warm-up",
+             mode, args.duration, args.warmup)
+    result = bench_pipeline(mode, args.duration, args.warmup, args.world, args.density, args.seed)
+    if args.json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def register(groups) -> None:
     p = groups["bench"].add_parser(
         "conversions", help="message <-> numpy conversion speed (Image, PointCloud2)",
@@ -141,3 +156,17 @@ def register(groups) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for the test data")
     add_json_flag(p)
     p.set_defaults(func=_cmd_bench_conversions)
+
+    p = groups["bench"].add_parser(
+        "pipeline", help="end-to-end latency camera frame -> trajectory of the running multi-process graph",
+        description="Launch the mav_nav graph (real-time simulator, 320x240 at 10 Hz) and measure camera -> "
+                    "planner/trajectory latency, output rates and dropped frames.")
+    p.add_argument("--mode", choices=("gt", "sgbm", "mono-radar"), default=None,
+                   help="depth source (default: mono-radar when trained weights exist, else sgbm)")
+    p.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds ignored after the first trajectory")
+    p.add_argument("--world", choices=("forest", "urban", "indoor"), default="forest", help="simulated world")
+    p.add_argument("--density", choices=("sparse", "medium", "dense"), default="medium", help="obstacle density")
+    p.add_argument("--seed", type=int, default=7, help="world seed")
+    add_json_flag(p)
+    p.set_defaults(func=_cmd_bench_pipeline)

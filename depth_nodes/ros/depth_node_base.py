@@ -197,9 +197,10 @@ class DepthNodeBase(BaseNode):
     def publish_outputs(self, frame: PendingFrame, out: DepthOutput) -> None:
         """Publish depth, confidence, camera info and points; subclasses add their own outputs."""
         h = frame.header
+        # the info first: consumers keep the newest info and reject a depth image before one
+        self.pub_info.publish(pinhole_to_camera_info_msg(out.camera, header=h))
         self.pub_depth.publish(array_to_image_msg(out.depth, "32FC1", header=h))
         self.pub_confidence.publish(array_to_image_msg(out.confidence, "32FC1", header=h))
-        self.pub_info.publish(pinhole_to_camera_info_msg(out.camera, header=h))
         if self.pub_points is not None:
             s = self.param("points_stride")
             pts = out.camera.unproject(out.depth, keep_invalid=True)[::s, ::s].reshape(-1, 3)

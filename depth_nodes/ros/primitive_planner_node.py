@@ -13,7 +13,8 @@ depth-image collision check). A timer at ``rate_hz`` plans with
 ``planner/trajectory`` (MultiDOFJointTrajectory, stamped at the plan time),
 ``planner/path`` (nav_msgs/Path), ``planner/primitives`` (MarkerArray:
 candidates green feasible / red blocked, the chosen one thicker) and
-``planner/status`` (std_msgs/String JSON: status, reason, timings). Stale or
+``planner/status`` (std_msgs/String JSON: status, reason, stamp, depth_stamp of the
+depth frame used, timings). Stale or
 missing odometry/depth make the core command a brake.
 """
 from __future__ import annotations
@@ -207,6 +208,7 @@ class PrimitivePlannerNode(BaseNode):
         self.status_message = f"{result.status.value}: {result.reason}"
         self._publish_status({
             "status": result.status.value, "reason": result.reason, "stamp": now,
+            "depth_stamp": None if frame is None else frame.stamp,  # the depth frame planned on (s)
             "braking": result.braking, "index": result.index, "n_candidates": len(result.candidates),
             "n_feasible": int(result.collision.feasible.sum()),
             "goal": None if result.goal is None else result.goal.tolist(),

@@ -208,13 +208,15 @@ class SimNode(BaseNode):
             self.pub_gt_odom.publish(pose_to_odometry_msg(s.T_world_body, gt_twist, stamp=stamp, frame_id="map"))
         fr, cam = s.frame, self.rig.camera
         if s.camera:
-            self.pub_image.publish(array_to_image_msg(fr.rgb, "rgb8", stamp=stamp, frame_id=cam.frame_id))
+            # camera infos before images: consumers keep the newest info and reject images before one
             self.pub_info.publish(pinhole_to_camera_info_msg(cam, stamp=stamp))
             if fr.right is not None:
-                for (pub_img, pub_info), img, c in zip(self.pub_stereo, (fr.rgb, fr.right),
-                                                       (cam, self.rig.right_camera)):
-                    pub_img.publish(array_to_image_msg(img, "rgb8", stamp=stamp, frame_id=c.frame_id))
+                for (_, pub_info), c in zip(self.pub_stereo, (cam, self.rig.right_camera)):
                     pub_info.publish(pinhole_to_camera_info_msg(c, stamp=stamp))
+            self.pub_image.publish(array_to_image_msg(fr.rgb, "rgb8", stamp=stamp, frame_id=cam.frame_id))
+            if fr.right is not None:
+                for (pub_img, _), img, c in zip(self.pub_stereo, (fr.rgb, fr.right), (cam, self.rig.right_camera)):
+                    pub_img.publish(array_to_image_msg(img, "rgb8", stamp=stamp, frame_id=c.frame_id))
             if self.publish_gt:
                 self.pub_gt_depth.publish(array_to_image_msg(fr.depth, "32FC1", stamp=stamp, frame_id=cam.frame_id))
             self._publish_status()

@@ -202,8 +202,12 @@ class TsdfMapperNode(BaseNode):
         self._integrate(stamp, depth, camera, conf)
 
     def _integrate(self, stamp: float, depth: np.ndarray, camera, conf) -> None:
-        with self.stage("integrate"):
-            result = self.mapper.integrate(stamp, depth, camera, confidence=conf)
+        try:
+            with self.stage("integrate"):
+                result = self.mapper.integrate(stamp, depth, camera, confidence=conf)
+        except RuntimeError as exc:  # an Open3D kernel error must not kill the node (and the planner with it)
+            self.reject("depth/image", f"TSDF integration failed: {str(exc)[-300:]}")
+            return
         if not result.accepted:
             self.reject("depth/image", result.reason)
 
