@@ -48,5 +48,16 @@ def _seed():
 
 
 @pytest.fixture
+def ctx():
+    """A fresh rclpy context for one test (initialised, shut down afterwards)."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -45,14 +45,6 @@ def ns() -> str:
     return f"/depth_test_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 class Harness:
     """The node under test plus a helper node publishing inputs and recording every output."""
 

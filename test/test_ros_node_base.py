@@ -21,14 +21,6 @@ PARAMS = (
 )
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def test_parameters_declared_with_descriptions_and_ranges(ctx):
     node = BaseNode(NODE, PARAMS, context=ctx, parameter_overrides=[Parameter("diagnostics_period_s", value=0.1)])
     try:

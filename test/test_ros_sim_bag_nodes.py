@@ -44,14 +44,6 @@ def sim_params(**over) -> list[Parameter]:
     return [Parameter(k, value=v) for k, v in values.items()]
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 @pytest.fixture(scope="module")
 def world():
     return build_world(SPEC)

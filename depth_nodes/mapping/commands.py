@@ -130,11 +130,7 @@ def _bench_tsdf(args) -> int:
         device=str(m.device), frames=args.frames, points=args.points, voxel_size=cfg.voxel_size,
         block_resolution=cfg.block_resolution, carve_every_n_frames=cfg.carve_every_n_frames,
         omp_num_threads=os.environ.get("OMP_NUM_THREADS")))
-    if args.json:
-        cliutil.emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    cliutil.emit_result(out, args.json)
     return 0
 
 
@@ -186,9 +182,5 @@ def _eval_map(args) -> int:
         device=str(m.device), world=args.world, frames=int(len(idx)), image_size=[cam.width, cam.height],
         voxel_size=cfg.voxel_size, sdf_trunc=cfg.sdf_trunc, depth_max=cfg.depth_max,
         omp_num_threads=os.environ.get("OMP_NUM_THREADS")))
-    if args.json:
-        cliutil.emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    cliutil.emit_result(out, args.json)
     return 0
