@@ -169,8 +169,10 @@ def register(groups) -> None:
     import os
 
     from depth_nodes.eval.demo import register_demo
+    from depth_nodes.eval.map_eval import register_map_eval
 
     register_demo(groups["root"])
+    register_map_eval(groups)
 
     p = groups["eval"].add_parser(
         "flight", help="closed-loop flight benchmark in simulated worlds (no ROS)",
