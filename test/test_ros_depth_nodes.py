@@ -14,6 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from depth_nodes.camera import PinholeCamera
+from depth_nodes.depth import model_io
 from depth_nodes.depth.model_io import default_weights
 from depth_nodes.geometry import rot_to_quat
 from depth_nodes.ros import mono_depth_node, stereo_depth_node
@@ -200,10 +201,10 @@ def test_bad_weights_parameter_is_an_error_state(ctx, weights, allow, expect):
         node.destroy_node()
 
 
-def test_packaged_weights_missing_is_reported_with_the_file_name(ctx):
+def test_packaged_weights_missing_is_reported_with_the_file_name(ctx, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)   # an install without the weights files
     packaged = default_weights("mono_radar")
-    if packaged.exists():
-        pytest.skip(f"packaged weights {packaged} exist")
+    assert not packaged.exists()
     node = mono_depth_node.MonoDepthNode(context=ctx)
     try:
         assert node.status_level == DiagnosticStatus.ERROR and packaged.name in node.status_message
