@@ -74,6 +74,9 @@ class FlightResult:
     plan_ms: list = field(default_factory=list)
     map_ms: list = field(default_factory=list)
     depth_ms: list = field(default_factory=list)
+    integrate_ms: list = field(default_factory=list)
+    esdf_ms: list = field(default_factory=list)
+    plan_stage_ms: dict = field(default_factory=dict)   # planner stage name -> per-step ms
     statuses: dict = field(default_factory=dict)
     path: np.ndarray | None = None
     goal: np.ndarray | None = None
@@ -82,12 +85,20 @@ class FlightResult:
     wall_s: float = 0.0
 
     def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("path", "goal", "start", "plan_ms", "map_ms",
-                                                                  "depth_ms")}
-        d["plan_ms_median"] = float(np.median(self.plan_ms)) if self.plan_ms else float("nan")
-        d["map_ms_median"] = float(np.median(self.map_ms)) if self.map_ms else float("nan")
-        d["depth_ms_median"] = float(np.median(self.depth_ms)) if self.depth_ms else float("nan")
+        d = {k: v for k, v in asdict(self).items() if k not in ("path", "goal", "start", *_SERIES, "plan_stage_ms")}
+        for name in _SERIES:
+            d[f"{name}_median"] = _median(getattr(self, name))
+        for stage, values in self.plan_stage_ms.items():
+            d[f"plan_{stage}_ms_median"] = _median(values)
         return d
+
+
+#: Per-step latency series of a :class:`FlightResult` (ms, wall time).
+_SERIES = ("plan_ms", "map_ms", "depth_ms", "integrate_ms", "esdf_ms")
+
+
+def _median(values) -> float:
+    return float(np.median(values)) if len(values) else float("nan")
 
 
 class DepthSource:
@@ -169,7 +180,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     dt = period / n_sub
 
     path = [start.copy()]
-    plan_ms, map_ms, depth_ms, statuses = [], [], [], {}
+    plan_ms, map_ms, depth_ms, integrate_ms, esdf_ms, statuses, plan_stage_ms = [], [], [], [], [], {}, {}
     t = 0.0
     end_reason = "timeout"
     success = collided = False
@@ -180,14 +191,20 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
         depth, T_wc = depth_source(T_wb, s.vel, rng)
         t1 = time.perf_counter()
         tsdf.integrate(depth, rig.camera, T_wc)
-        esdf = tsdf.esdf_window(s.pos, window, max_distance_m=1.0)
         t2 = time.perf_counter()
+        esdf = tsdf.esdf_window(s.pos, window, max_distance_m=1.0)
+        t3 = time.perf_counter()
         state = PlanState(pos=s.pos, vel=s.vel, acc=s.acc, yaw=s.yaw, stamp=t)
         result = planner.plan(state, now=t, goal=goal, distance_field=esdf,
                               depth_frame=DepthFrame(depth, rig.camera, T_wc, t))
         depth_ms.append((t1 - t0) * 1e3)
-        map_ms.append((t2 - t1) * 1e3)
+        integrate_ms.append((t2 - t1) * 1e3)
+        esdf_ms.append((t3 - t2) * 1e3)
+        map_ms.append((t3 - t1) * 1e3)
         plan_ms.append(result.timings_ms["total"])
+        for stage, ms in result.timings_ms.items():
+            if stage != "total":
+                plan_stage_ms.setdefault(stage, []).append(ms)
         statuses[result.status.value] = statuses.get(result.status.value, 0) + 1
         vehicle.follow(result.trajectory)
         for _ in range(n_sub):
@@ -209,7 +226,8 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     return FlightResult(
         config=asdict(cfg), success=success, collided=collided, timed_out=not (success or collided),
         time_s=float(t), path_length_m=length, mean_speed_m_s=length / t if t > 0 else 0.0,
-        min_clearance_m=clearance, plan_ms=plan_ms, map_ms=map_ms, depth_ms=depth_ms, statuses=statuses,
+        min_clearance_m=clearance, plan_ms=plan_ms, map_ms=map_ms, depth_ms=depth_ms, integrate_ms=integrate_ms,
+        esdf_ms=esdf_ms, plan_stage_ms=plan_stage_ms, statuses=statuses,
         path=path_arr if cfg.record_path else None, goal=goal, start=start, end_reason=end_reason,
         wall_s=time.perf_counter() - wall0)
 
@@ -235,7 +253,11 @@ def run_trials(configs: list[FlightConfig], workers: int = 1, progress: bool = T
 def aggregate(results: list[FlightResult]) -> dict:
     """Success/collision rates and medians over trials of one setting."""
     n = len(results)
-    plan = np.concatenate([r.plan_ms for r in results]) if n else np.array([])
+
+    def pooled(name: str) -> float:
+        return _median(np.concatenate([getattr(r, name) for r in results])) if n else float("nan")
+
+    stages = sorted({s for r in results for s in r.plan_stage_ms})
     return {
         "trials": n,
         "success_rate": sum(r.success for r in results) / n if n else float("nan"),
@@ -243,6 +265,10 @@ def aggregate(results: list[FlightResult]) -> dict:
         "timeout_rate": sum(r.timed_out for r in results) / n if n else float("nan"),
         "mean_speed_m_s": float(np.mean([r.mean_speed_m_s for r in results])) if n else float("nan"),
         "min_clearance_m": float(np.min([r.min_clearance_m for r in results])) if n else float("nan"),
-        "plan_ms_median": float(np.median(plan)) if plan.size else float("nan"),
-        "map_ms_median": float(np.median(np.concatenate([r.map_ms for r in results]))) if n else float("nan"),
+        "mean_time_s": float(np.mean([r.time_s for r in results])) if n else float("nan"),
+        "wall_s_total": float(sum(r.wall_s for r in results)),
+        **{f"{name}_median": pooled(name) for name in _SERIES},
+        **{f"plan_{s}_ms_median": _median(np.concatenate([r.plan_stage_ms.get(s, []) for r in results]))
+           for s in stages},
+        "failures": [f"seed {r.config['seed']}: {r.end_reason}" for r in results if not r.success],
     }

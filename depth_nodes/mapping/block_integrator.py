@@ -13,27 +13,50 @@ Blocks are processed in chunks that stay in the CPU cache; on 8^3 blocks this
 takes about half the CPU time of Open3D 0.20's CPU kernel (6 vs 12.5 ms for
 1024 blocks, one thread). Works on the zero-copy numpy views of a CPU
 :class:`~depth_nodes.mapping.voxel_store.VoxelStore`.
+
+Block culling (``cull=True``, the default) gives bit-identical results with
+less work: the eight corner samples of each block bound its image rectangle
+and depth range, and bounds on the depth image over that rectangle
+(:class:`~depth_nodes.mapping.range_table.RangeExtrema`) show blocks that no
+voxel of which can be updated (all behind the surface band, out of view or
+over holes: skipped) and blocks whose every voxel sees a valid pixel at least
+``sdf_trunc`` behind it (free space: every voxel takes the same update
+``tsdf -> (w tsdf + 1) / (w + 1)``, done without projecting). Only the other
+blocks go through the per-voxel projection.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from depth_nodes.mapping.blocks import voxel_points
+from depth_nodes.mapping.range_table import RangeExtrema
 
 #: Blocks per chunk: 32 blocks of 8^3 voxels keep every float32 temporary at 64 kB.
 _CHUNK_VOXELS = 32 * 512
+#: Culling margins, far above float32 rounding of the kernel: pixels, and sdf_trunc units.
+_PIXEL_MARGIN = 0.01
+_SDF_MARGIN = 1e-3
+#: Blocks closer to the camera plane than this (sdf_trunc units) always take the per-voxel path.
+_Z_MIN = 0.01
+#: Block classes.
+_SKIP, _FREE, _MIXED = 0, 1, 2
 
 
 class BlockIntegrator:
     """Integrates depth frames into the blocks of a grid with ``res**3``-voxel
     blocks of edge ``res * voxel_size`` metres (world frame ``map``)."""
 
-    def __init__(self, res: int, voxel_size: float):
+    def __init__(self, res: int, voxel_size: float, cull: bool = True):
         self.res = int(res)
         self.voxel_size = float(voxel_size)
+        self.cull = bool(cull)
         # offsets of a block's voxel samples from its first sample, storage order (x fastest)
         self._local = voxel_points(np.zeros((1, 3), np.int64), self.res, self.voxel_size)
+        e = (self.res - 1) * self.voxel_size
+        self._corners = np.array([[x, y, z] for x in (0.0, e) for y in (0.0, e) for z in (0.0, e)])
         self._chunk = max(1, _CHUNK_VOXELS // self.res ** 3)
+        #: blocks per class (skipped, free, per-voxel) in the last ``integrate`` call
+        self.last_counts = (0, 0, 0)
 
     def integrate(self, views: dict[str, np.ndarray], keys: np.ndarray, buf: np.ndarray, depth: np.ndarray,
                   K: np.ndarray, T_cam_world: np.ndarray, sdf_trunc: float,
@@ -64,10 +87,54 @@ class BlockIntegrator:
         origin = (np.asarray(keys, np.float64) * (self.res * self.voxel_size)) @ P.T + p0
         tsdf_v, weight_v = views["tsdf"], views["weight"]
         color_v = views.get("color") if color is not None else None
+        buf = np.asarray(buf)
+        if self.cull and len(keys):
+            cls = self._classify(origin, P, d_pad, uniform=weight is None and color is None)
+            self.last_counts = tuple(int(n) for n in np.bincount(cls, minlength=3))
+            _free_update(buf[cls == _FREE], tsdf_v, weight_v, self._chunk)
+            origin, buf = origin[cls == _MIXED], buf[cls == _MIXED]
+        else:
+            self.last_counts = (0, 0, len(keys))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # -inf depth, 0 / 0 unobserved
-            for s in range(0, len(keys), self._chunk):
+            for s in range(0, len(buf), self._chunk):
                 self._chunk_update(origin[s:s + self._chunk].astype(np.float32), buf[s:s + self._chunk], local,
                                    d_pad.ravel(), w_pad, c_pad, tsdf_v, weight_v, color_v, h, w)
+
+    def _classify(self, origin: np.ndarray, P: np.ndarray, d_pad: np.ndarray, uniform: bool) -> np.ndarray:
+        """(N,) int8 class of each block (``_SKIP``, ``_FREE`` or ``_MIXED``) from its
+        corners' projective coordinates ``origin + P @ corner`` (pixels shifted by +1,
+        depths in sdf_trunc units, as the kernel computes them) and bounds on the
+        padded depth image ``d_pad`` over the block's pixel rectangle. ``_FREE``
+        only when ``uniform`` (unit pixel weights and no colour)."""
+        c = origin[:, None, :] + (self._corners @ P.T)[None]  # (N, 8, 3)
+        z = c[..., 2]
+        zmin, zmax = z.min(axis=1), z.max(axis=1)
+        cls = np.full(len(origin), _MIXED, np.int8)
+        cls[zmax < -_SDF_MARGIN] = _SKIP  # wholly behind the camera
+        front = np.flatnonzero(zmin > _Z_MIN)
+        if len(front) == 0:
+            return cls
+        cf = c[front]
+        u, v = cf[..., 0] / cf[..., 2], cf[..., 1] / cf[..., 2]
+        hp, wp = d_pad.shape  # the kernel clips columns to [0, W] and rows to [0, H]
+
+        def span(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+            lo, hi = a.min(axis=1), a.max(axis=1)
+            lo = lo - (_PIXEL_MARGIN + 1e-6 * np.abs(lo))
+            hi = hi + (_PIXEL_MARGIN + 1e-6 * np.abs(hi))
+            return (np.clip(np.floor(lo), 0, n - 1).astype(np.int64),
+                    np.clip(np.floor(hi), 0, n - 1).astype(np.int64))
+
+        c0, c1 = span(u, wp)
+        r0, r1 = span(v, hp)
+        dmin, dmax = RangeExtrema(d_pad).query(r0, r1, c0, c1)
+        zmin, zmax = zmin[front], zmax[front]
+        with np.errstate(invalid="ignore"):  # -inf - -inf cannot occur (z is finite); keep numpy quiet
+            skip = dmax - zmin < -1.0 - _SDF_MARGIN  # every sample is farther than the band (or over holes)
+            free = (dmin - zmax >= 1.0 + _SDF_MARGIN) if uniform else np.zeros(len(front), bool)
+        cls[front[skip]] = _SKIP
+        cls[front[free & ~skip]] = _FREE
+        return cls
 
     @staticmethod
     def _chunk_update(o, rows, local, d_flat, w_pad, c_pad, tsdf_v, weight_v, color_v, h, w) -> None:
@@ -110,3 +177,15 @@ class BlockIntegrator:
         out = np.full((h + 1, w + 1) + img.shape[2:], fill, np.float32)
         out[1:h, 1:w] = img[:h - 1, :w - 1]
         return out
+
+
+def _free_update(rows: np.ndarray, tsdf_v: np.ndarray, weight_v: np.ndarray, chunk: int) -> None:
+    """The kernel's update for blocks whose every voxel is observed as free with
+    unit weight: ``tsdf -> (w tsdf + 1) / (w + 1)``, ``w -> w + 1`` (same float32
+    operations, so the result is bit-identical)."""
+    for s in range(0, len(rows), chunk):
+        r = rows[s:s + chunk]
+        w_old = np.take(weight_v, r, axis=0)
+        w_new = w_old + np.float32(1.0)
+        tsdf_v[r] = (w_old * np.take(tsdf_v, r, axis=0) + np.float32(1.0)) / w_new
+        weight_v[r] = w_new

@@ -46,9 +46,11 @@ class PrimitiveLibraryConfig:
     yaw_rate_max_deg_s: float = 120.0
     include_brake: bool = True
     brake_fractions: tuple[float, ...] = (1.0, 0.5)  # brake decelerations as fractions of a_max
-    n_tail: int = 5                     # stopping-tail points after the horizon (0: none)
+    n_tail: int | None = None           # stopping-tail points after the horizon (0: none; None: see below)
 
     def __post_init__(self):
+        if self.n_tail is None:
+            object.__setattr__(self, "n_tail", self.auto_n_tail())
         for name, v, lo in (("n_yaw", self.n_yaw, 1), ("n_climb", self.n_climb, 1), ("n_tail", self.n_tail, 0)):
             if int(v) != v or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
@@ -73,6 +75,15 @@ class PrimitiveLibraryConfig:
     @property
     def n_samples(self) -> int:
         return int(round(self.horizon_s / self.dt)) + 1
+
+    def auto_n_tail(self) -> int:
+        """Tail points so that the stop from ``v_max`` (0.75 v^2 / a long, at the hardest
+        brake) is sampled no coarser than a full-speed step ``v_max * dt``: coarse tails
+        inflate the required clearance (half the longest step) of every fast primitive."""
+        frac = max(self.brake_fractions) if self.include_brake and len(self.brake_fractions) else 1.0
+        if not all(np.isfinite(x) and x > 0 for x in (self.v_max, self.a_max, self.dt, frac)):
+            return 5  # invalid limits are reported by the checks below
+        return int(np.clip(np.ceil(0.75 * self.v_max / (frac * self.a_max * self.dt)), 1, 64))
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from depth_nodes.ros import tsdf_mapper_node
 from depth_nodes.ros.conversions import make_header, pose_msg_to_matrix, twist_msg_to_array
 from depth_nodes.ros.conversions_traj import restamp, trajectory_to_msg, trajectory_to_path_msg
 from depth_nodes.ros.node_base import SENSOR_QOS, BaseNode, run_node
-from depth_nodes.ros.tsdf_mapper_node import DepthFrameInput, TsdfMapperNode, odometry_pose
+from depth_nodes.ros.tsdf_mapper_node import DepthFrameInput, TsdfMapperNode, check_stamp_not_ahead, odometry_pose
 
 NODE_NAME = "primitive_planner_node"
 
@@ -134,6 +134,7 @@ class PrimitivePlannerNode(BaseNode):
         self.received("odom")
         try:
             stamp, T = odometry_pose(msg)
+            check_stamp_not_ahead(self, stamp)
             vel = T[:3, :3] @ twist_msg_to_array(msg)[:3]  # twist is in base_link: rotate into map
         except ValueError as exc:
             self.reject("odom", str(exc))

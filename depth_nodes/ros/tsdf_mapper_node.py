@@ -67,6 +67,19 @@ PARAMS: tuple[Param, ...] = (
 )
 
 
+#: Input stamps farther than this ahead of the node's clock are rejected (seconds): one message stamped an
+#: hour ahead would otherwise make every later message look old and stall the node for that hour.
+MAX_STAMP_AHEAD_S = 1.0
+
+
+def check_stamp_not_ahead(node: BaseNode, stamp: float) -> None:
+    """ValueError when ``stamp`` (s) is more than MAX_STAMP_AHEAD_S ahead of the node's clock (not while
+    that clock is still at zero, e.g. no /clock received yet)."""
+    now = node.get_clock().now().nanoseconds * 1e-9
+    if now > 0 and stamp > now + MAX_STAMP_AHEAD_S:
+        raise ValueError(f"stamp {stamp:.6f} is {stamp - now:.3f} s ahead of the clock (limit {MAX_STAMP_AHEAD_S} s)")
+
+
 def extrinsic_from_param(values, name: str = "camera_to_body_xyz_qxyzw") -> np.ndarray:
     """4x4 pose from a ``[x, y, z, qx, qy, qz, qw]`` parameter; ValueError naming the parameter."""
     return pose_from_xyz_qxyzw(values, f"parameter {name}")
@@ -82,13 +95,17 @@ class DepthFrameInput:
 
     Calls ``on_frame(stamp_s, depth (H, W) float32 metres NaN=no return, camera)``
     for every depth image that decodes and matches the newest camera info;
-    rejects the others on ``node`` with the reason.
+    rejects the others on ``node`` with the reason, among them frames stamped
+    ahead of the clock or not after the newest accepted frame (a looping bag:
+    an old stamp would fuse today's depth at an old pose) unless the clock
+    itself went back.
     """
 
     def __init__(self, node: BaseNode, on_frame, callback_group=None):
         self.node = node
         self.on_frame = on_frame
         self.camera = None
+        self.newest_stamp: float | None = None
         node.create_subscription(CameraInfo, "depth/camera_info", self._on_info, SENSOR_QOS,
                                  callback_group=callback_group)
         node.create_subscription(Image, "depth/image", self._on_depth, SENSOR_QOS, callback_group=callback_group)
@@ -107,6 +124,8 @@ class DepthFrameInput:
             return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
+            check_stamp_not_ahead(self.node, stamp)
+            self._check_order(stamp)
             depth = depth_to_metres(msg, max_side=self.node.param("max_image_side"))
             cam = self.camera
             if depth.shape != (cam.height, cam.width):
@@ -115,7 +134,17 @@ class DepthFrameInput:
         except ValueError as exc:
             self.node.reject("depth/image", str(exc))
             return
+        self.newest_stamp = stamp
         self.on_frame(stamp, depth, cam)
+
+    def _check_order(self, stamp: float) -> None:
+        newest = self.newest_stamp
+        if newest is None or stamp > newest:
+            return
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        if now + MAX_STAMP_AHEAD_S < newest:  # the clock went back (e.g. a bag restarted with its clock)
+            return
+        raise ValueError(f"stamp {stamp:.6f} is not after the newest depth frame {newest:.6f}")
 
 
 def tsdf_config_from_params(node: BaseNode) -> TsdfConfig:
@@ -167,6 +196,7 @@ class TsdfMapperNode(BaseNode):
         self.received("odom")
         try:
             stamp, T = odometry_pose(msg)
+            check_stamp_not_ahead(self, stamp)
             if not self.mapper.add_odometry(stamp, T):
                 self.reject("odom", f"stamp {stamp:.6f} is a duplicate or older than the pose history")
         except ValueError as exc:
