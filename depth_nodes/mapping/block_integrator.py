@@ -22,9 +22,16 @@ voxel of which can be updated (all behind the surface band, out of view or
 over holes: skipped) and blocks whose every voxel sees a valid pixel at least
 ``sdf_trunc`` behind it (free space: every voxel takes the same update
 ``tsdf -> (w tsdf + 1) / (w + 1)``, done without projecting). Only the other
-blocks go through the per-voxel projection.
+blocks go through the per-voxel projection, in chunks spread over ``threads``
+threads (numpy releases the GIL in each pass; default ``OMP_NUM_THREADS``,
+like Open3D's kernels, else the CPU count).
 """
 from __future__ import annotations
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,27 +47,52 @@ _SDF_MARGIN = 1e-3
 _Z_MIN = 0.01
 #: Block classes.
 _SKIP, _FREE, _MIXED = 0, 1, 2
+#: Most kernel threads by default.
+_MAX_THREADS = 8
+_pool: tuple[ThreadPoolExecutor, int, int] | None = None  # (pool, its thread count, owning process id)
+_pool_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    """Kernel threads: ``OMP_NUM_THREADS`` when set (as for Open3D's own kernels), else the CPU count (<= 8)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(env) if env.strip().isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    return max(1, min(n, _MAX_THREADS))
+
+
+def shared_executor(workers: int) -> ThreadPoolExecutor:
+    """The process-wide pool of the mapping layer's CPU threads, with at least ``workers``
+    threads (numpy releases the GIL in the kernel's passes). A forked child process gets a
+    pool of its own (the parent's threads do not exist there)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[1] < workers or _pool[2] != os.getpid():
+            _pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsdf-kernel"), workers, os.getpid())
+        return _pool[0]
 
 
 class BlockIntegrator:
     """Integrates depth frames into the blocks of a grid with ``res**3``-voxel
     blocks of edge ``res * voxel_size`` metres (world frame ``map``)."""
 
-    def __init__(self, res: int, voxel_size: float, cull: bool = True):
+    def __init__(self, res: int, voxel_size: float, cull: bool = True, threads: int | None = None):
         self.res = int(res)
         self.voxel_size = float(voxel_size)
         self.cull = bool(cull)
+        self.threads = default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
         # offsets of a block's voxel samples from its first sample, storage order (x fastest)
         self._local = voxel_points(np.zeros((1, 3), np.int64), self.res, self.voxel_size)
-        e = (self.res - 1) * self.voxel_size
-        self._corners = np.array([[x, y, z] for x in (0.0, e) for y in (0.0, e) for z in (0.0, e)])
+        self._corners = _box_corners((self.res - 1) * self.voxel_size)
         self._chunk = max(1, _CHUNK_VOXELS // self.res ** 3)
-        #: blocks per class (skipped, free, per-voxel) in the last ``integrate`` call
+        #: blocks (skipped, updated as free without projection, projected) in the last ``integrate``
         self.last_counts = (0, 0, 0)
 
     def integrate(self, views: dict[str, np.ndarray], keys: np.ndarray, buf: np.ndarray, depth: np.ndarray,
                   K: np.ndarray, T_cam_world: np.ndarray, sdf_trunc: float,
-                  weight: np.ndarray | None = None, color: np.ndarray | None = None) -> None:
+                  weight: np.ndarray | None = None, color: np.ndarray | None = None,
+                  cull: bool = True) -> None:
         """Fuse one frame into the blocks ``keys`` (N, 3) stored at buffer rows ``buf`` (N,).
 
         ``views``: ``"tsdf"`` and ``"weight"`` (capacity, res**3) float32 arrays
@@ -70,6 +102,8 @@ class BlockIntegrator:
         pose mapping ``map`` points into the optical frame. ``weight``: optional
         (H, W) per-pixel observation weight (default 1); ``color``: optional
         (H, W, 3) float32 colour in the units stored (Open3D keeps 0..255).
+        ``cull=False`` skips block culling this call (when few blocks lie in free
+        space it costs more than it saves); the result is the same either way.
         """
         h, w = depth.shape
         # Everything is in units of sdf_trunc, and pixel coordinates are shifted by +1 so that
@@ -85,60 +119,73 @@ class BlockIntegrator:
         local = (self._local @ P.T).astype(np.float32).T.copy()  # (3, res**3)
         p0 = K1 @ T_cam_world[:3, 3] * inv_trunc
         origin = (np.asarray(keys, np.float64) * (self.res * self.voxel_size)) @ P.T + p0
-        tsdf_v, weight_v = views["tsdf"], views["weight"]
-        color_v = views.get("color") if color is not None else None
-        buf = np.asarray(buf)
-        if self.cull and len(keys):
-            cls = self._classify(origin, P, d_pad, uniform=weight is None and color is None)
+        rows = np.asarray(buf, dtype=np.int64)
+        corners = self._corners @ P.T  # (8, 3) projective offsets of a block's corner samples
+        views = {name: views[name] for name in (("tsdf", "weight", "color") if color is not None
+                                                  else ("tsdf", "weight"))}
+        if self.cull and cull and len(rows):
+            cls = self._classify(origin, corners, RangeExtrema(d_pad), weight is None and color is None)
             self.last_counts = tuple(int(n) for n in np.bincount(cls, minlength=3))
-            _free_update(buf[cls == _FREE], tsdf_v, weight_v, self._chunk)
-            origin, buf = origin[cls == _MIXED], buf[cls == _MIXED]
+            _free_update(rows[cls == _FREE], views["tsdf"], views["weight"], self._chunk)
+            origin, rows = origin[cls == _MIXED], rows[cls == _MIXED]
         else:
-            self.last_counts = (0, 0, len(keys))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # -inf depth, 0 / 0 unobserved
-            for s in range(0, len(buf), self._chunk):
-                self._chunk_update(origin[s:s + self._chunk].astype(np.float32), buf[s:s + self._chunk], local,
-                                   d_pad.ravel(), w_pad, c_pad, tsdf_v, weight_v, color_v, h, w)
+            self.last_counts = (0, 0, len(rows))
+        # blocks with a corner sample at or behind the camera plane need the per-voxel check
+        near = origin[:, 2] + corners[:, 2].min() <= _Z_MIN
+        self._update(origin, rows, near, local, views, (d_pad.ravel(), w_pad, c_pad, h, w))
 
-    def _classify(self, origin: np.ndarray, P: np.ndarray, d_pad: np.ndarray, uniform: bool) -> np.ndarray:
-        """(N,) int8 class of each block (``_SKIP``, ``_FREE`` or ``_MIXED``) from its
-        corners' projective coordinates ``origin + P @ corner`` (pixels shifted by +1,
-        depths in sdf_trunc units, as the kernel computes them) and bounds on the
-        padded depth image ``d_pad`` over the block's pixel rectangle. ``_FREE``
-        only when ``uniform`` (unit pixel weights and no colour)."""
-        c = origin[:, None, :] + (self._corners @ P.T)[None]  # (N, 8, 3)
-        z = c[..., 2]
-        zmin, zmax = z.min(axis=1), z.max(axis=1)
+    def _update(self, origin: np.ndarray, rows: np.ndarray, near: np.ndarray, local: np.ndarray,
+                views: dict[str, np.ndarray], args: tuple) -> None:
+        """Per-voxel kernel over the blocks ``rows`` in cache-sized chunks, which up to
+        ``threads`` threads take in turn (a thread busy with other work of the shared pool
+        leaves its share to the others); blocks are disjoint, so the result does not depend
+        on the threads."""
+        n_chunks = -(-len(rows) // self._chunk)
+        ticket = itertools.count()  # next() on it is atomic under the GIL
+
+        def work() -> None:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # -inf depth, 0 / 0 unobserved
+                while (i := next(ticket)) < n_chunks:
+                    sl = slice(i * self._chunk, (i + 1) * self._chunk)
+                    self._chunk_update(origin[sl].astype(np.float32), rows[sl], bool(near[sl].any()), local,
+                                       *args, views["tsdf"], views["weight"], views.get("color"))
+
+        n = min(self.threads, n_chunks)
+        futures = [shared_executor(n - 1).submit(work) for _ in range(n - 1)]
+        work()
+        for f in futures:
+            f.result()
+
+    @staticmethod
+    def _classify(origin: np.ndarray, corners: np.ndarray, ext: RangeExtrema, uniform: bool) -> np.ndarray:
+        """(N,) int8 class (``_SKIP``, ``_FREE`` or ``_MIXED``) of blocks from the projective
+        coordinates ``origin + corner`` of their 8 corner samples (``corners`` (8, 3) relative;
+        pixels shifted by +1 and depths in sdf_trunc units, as the kernel computes them) and
+        bounds on the padded depth image ``ext`` over each block's pixel rectangle.
+        ``_FREE`` only when ``uniform`` (unit pixel weights and no colour)."""
+        z = corners[:, 2:3] + origin[:, 2]  # (8, N): reductions over the first axis are fast
+        zmin, zmax = z.min(axis=0), z.max(axis=0)
         cls = np.full(len(origin), _MIXED, np.int8)
         cls[zmax < -_SDF_MARGIN] = _SKIP  # wholly behind the camera
         front = np.flatnonzero(zmin > _Z_MIN)
         if len(front) == 0:
             return cls
-        cf = c[front]
-        u, v = cf[..., 0] / cf[..., 2], cf[..., 1] / cf[..., 2]
-        hp, wp = d_pad.shape  # the kernel clips columns to [0, W] and rows to [0, H]
-
-        def span(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-            lo, hi = a.min(axis=1), a.max(axis=1)
-            lo = lo - (_PIXEL_MARGIN + 1e-6 * np.abs(lo))
-            hi = hi + (_PIXEL_MARGIN + 1e-6 * np.abs(hi))
-            return (np.clip(np.floor(lo), 0, n - 1).astype(np.int64),
-                    np.clip(np.floor(hi), 0, n - 1).astype(np.int64))
-
-        c0, c1 = span(u, wp)
-        r0, r1 = span(v, hp)
-        dmin, dmax = RangeExtrema(d_pad).query(r0, r1, c0, c1)
+        of, zf = origin[front], z[:, front]
+        hp, wp = ext.shape  # the kernel clips columns to [0, W] and rows to [0, H]
+        r0, r1 = _pixel_span((corners[:, 1:2] + of[:, 1]) / zf, hp)
+        c0, c1 = _pixel_span((corners[:, 0:1] + of[:, 0]) / zf, wp)
+        dmin, dmax = ext.query(r0, r1, c0, c1)
         zmin, zmax = zmin[front], zmax[front]
-        with np.errstate(invalid="ignore"):  # -inf - -inf cannot occur (z is finite); keep numpy quiet
-            skip = dmax - zmin < -1.0 - _SDF_MARGIN  # every sample is farther than the band (or over holes)
-            free = (dmin - zmax >= 1.0 + _SDF_MARGIN) if uniform else np.zeros(len(front), bool)
+        skip = dmax - zmin < -1.0 - _SDF_MARGIN  # every sample is beyond the band (or over holes)
         cls[front[skip]] = _SKIP
-        cls[front[free & ~skip]] = _FREE
+        if uniform:
+            cls[front[(dmin - zmax >= 1.0 + _SDF_MARGIN) & ~skip]] = _FREE
         return cls
 
     @staticmethod
-    def _chunk_update(o, rows, local, d_flat, w_pad, c_pad, tsdf_v, weight_v, color_v, h, w) -> None:
-        """Update the blocks at buffer ``rows`` whose first samples project to ``o`` (n, 3)."""
+    def _chunk_update(o, rows, near, local, d_flat, w_pad, c_pad, h, w, tsdf_v, weight_v, color_v) -> None:
+        """Update the blocks at buffer ``rows`` whose first samples project to ``o`` (n, 3);
+        ``near``: some sample may lie at or behind the camera plane."""
         z = o[:, 2:3] + local[2]
         ui = ((o[:, 0:1] + local[0]) / z).astype(np.int32)  # NaN/inf casts are clipped away below
         vi = ((o[:, 1:2] + local[1]) / z).astype(np.int32)
@@ -146,7 +193,7 @@ class BlockIntegrator:
         np.clip(vi, 0, h, out=vi)
         vi *= w + 1
         vi += ui
-        if z.min() <= 0:  # samples behind the camera project through it: no observation
+        if near:  # samples behind the camera project through it: no observation
             vi[z <= 0] = 0
         sdf = np.take(d_flat, vi)  # np.take: about 3x faster than fancy indexing
         sdf -= z
@@ -179,9 +226,24 @@ class BlockIntegrator:
         return out
 
 
+def _box_corners(edge: float) -> np.ndarray:
+    """(8, 3) corners of the cube [0, edge]^3 (metres)."""
+    return np.array([[x, y, z] for x in (0.0, edge) for y in (0.0, edge) for z in (0.0, edge)])
+
+
+def _pixel_span(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive range of ``clip(trunc(a), 0, n - 1)`` over each column of ``a`` (8, N)
+    (the kernel's pixel choice), widened by a margin for float32 rounding."""
+    lo, hi = a.min(axis=0), a.max(axis=0)
+    lo = lo - (_PIXEL_MARGIN + 1e-6 * np.abs(lo))
+    hi = hi + (_PIXEL_MARGIN + 1e-6 * np.abs(hi))
+    return (np.clip(np.floor(lo), 0, n - 1).astype(np.int64),
+            np.clip(np.floor(hi), 0, n - 1).astype(np.int64))
+
+
 def _free_update(rows: np.ndarray, tsdf_v: np.ndarray, weight_v: np.ndarray, chunk: int) -> None:
-    """The kernel's update for blocks whose every voxel is observed as free with
-    unit weight: ``tsdf -> (w tsdf + 1) / (w + 1)``, ``w -> w + 1`` (same float32
+    """The kernel's update for blocks whose voxels are all observed as free with unit
+    weight: ``tsdf -> (w tsdf + 1) / (w + 1)``, ``w -> w + 1`` (the kernel's float32
     operations, so the result is bit-identical)."""
     for s in range(0, len(rows), chunk):
         r = rows[s:s + chunk]

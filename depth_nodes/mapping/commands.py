@@ -86,6 +86,7 @@ def _bench_tsdf(args) -> int:
         m, wall, cpu = _integrate_run(cfg, cam, poses, scene, f"{w}x{h}")
         # the first frames allocate and grow the hash map
         out[f"integrate_{w}x{h}_ms"] = float(np.median(wall[2:]))
+        out[f"integrate_{w}x{h}_ms_mean"] = float(np.mean(wall[2:]))
         out[f"integrate_{w}x{h}_ms_p90"] = float(np.percentile(wall[2:], 90))
         out[f"integrate_{w}x{h}_cpu_ms"] = float(np.median(cpu[2:]))
         out[f"integrate_{w}x{h}_blocks"] = m.stats()["blocks"]
@@ -112,6 +113,7 @@ def _bench_tsdf(args) -> int:
         data="synthetic demo_scene (planes + boxes), rendered GT depth", seed=args.seed,
         device=str(m.device), frames=args.frames, points=args.points, voxel_size=cfg.voxel_size,
         block_resolution=cfg.block_resolution, carve_every_n_frames=cfg.carve_every_n_frames,
-        omp_num_threads=os.environ.get("OMP_NUM_THREADS")))
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"), kernel_threads=m.stats()["kernel_threads"],
+        load_avg_1min=os.getloadavg()[0]))
     cliutil.emit_result(out, args.json)
     return 0

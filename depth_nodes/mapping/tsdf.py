@@ -13,7 +13,9 @@ Integration: the blocks touched by a frame (surface band from Open3D's
 ``compute_unique_block_coordinates``, plus carved free space every
 ``carve_every_n_frames``-th frame) are updated by the numpy kernel of
 :mod:`depth_nodes.mapping.block_integrator` on CPU (Open3D's update rule at
-about half the CPU time of Open3D 0.20's kernel) and by Open3D's kernel on CUDA.
+about half the CPU time of Open3D 0.20's kernel, on ``OMP_NUM_THREADS``
+threads; on carving frames blocks that the frame cannot change or sees wholly
+free are culled, with bit-identical results) and by Open3D's kernel on CUDA.
 
 Memory: at most ``block_budget`` blocks are allocated (farthest from the
 camera dropped first; optional sliding window); Open3D's hash map capacity
@@ -44,7 +46,7 @@ import open3d.core as o3c
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import check_pose, invert_pose
 from depth_nodes.mapping import blocks
-from depth_nodes.mapping.block_integrator import BlockIntegrator
+from depth_nodes.mapping.block_integrator import BlockIntegrator, shared_executor
 from depth_nodes.mapping.config import TsdfConfig
 from depth_nodes.mapping.voxel_store import VoxelStore
 
@@ -157,19 +159,36 @@ class TsdfMap:
         K = o3c.Tensor(camera.K, o3c.float64)
         dimg = o3d.t.geometry.Image(self._store.tensor(d, np.float32))
         with self._lock:
-            keys = self._vbg.compute_unique_block_coordinates(
-                dimg, K, ext, 1.0, c.depth_max, self._mult).cpu().numpy()
-            if c.carve_free_space and self.frames_integrated % c.carve_every_n_frames == 0:
+            try:
+                keys = self._vbg.compute_unique_block_coordinates(
+                    dimg, K, ext, 1.0, c.depth_max, self._mult).cpu().numpy()
+            except RuntimeError as exc:  # Open3D samples pixels with a stride: a sparse frame may touch nothing
+                if "No block is touched" not in str(exc):
+                    raise
+                self.frames_rejected += 1
+                return IntegrationResult(False, f"no map block touched by the {n_valid} valid depth pixels",
+                                         0, (time.perf_counter() - t0) * 1e3)
+            carve = c.carve_free_space and self.frames_integrated % c.carve_every_n_frames == 0
+            if carve:
                 free = self._unsaturated(self._free_space_keys(d, camera, T), keys)
                 keys = blocks.unique_keys(np.concatenate([keys, free]))
             keys, dropped = self._make_room(keys, T[:3, 3])
+            d_hits = d if conf is None else np.where(conf >= 0.5, d, 0.0)
             if self._store.numpy_views:
                 buf = self._store.activate(keys)
+                # the hit counts (their own attribute) are updated by a pool thread meanwhile
+                hits = (shared_executor(self._integrator.threads - 1).submit(self._mark_hits, d_hits, camera, T)
+                        if self._integrator.threads > 1 else None)
+                # block culling pays off for the free-space blocks of carving frames only
                 self._integrator.integrate(self._store.block_views(), keys, buf, d, camera.K, T_cw, c.sdf_trunc,
-                                           conf, None if col is None else col * np.float32(255.0))
+                                           conf, None if col is None else col * np.float32(255.0), cull=carve)
+                if hits is None:
+                    self._mark_hits(d_hits, camera, T)
+                else:
+                    hits.result()
             else:
                 self._integrate_open3d(keys, dimg, col, conf, K, ext, camera, T)
-            self._mark_hits(d if conf is None else np.where(conf >= 0.5, d, 0.0), camera, T)
+                self._mark_hits(d_hits, camera, T)
             if c.window_radius_m is not None:
                 dropped += self._prune_locked(T[:3, 3], c.window_radius_m)
             self.frames_integrated += 1
@@ -473,7 +492,7 @@ class TsdfMap:
 
     # ---------------------------------------------------------------- outputs
     def stats(self) -> dict:
-        """Block/voxel counts and memory (MB, voxel attributes at current capacity)."""
+        """Block/voxel counts, memory (MB, voxel attributes at current capacity) and CPU kernel threads."""
         with self._lock:
             n, cap = self._store.size, self._store.capacity
             chans = sum(3 if a == "color" else 1 for a in self._attr_names())
@@ -487,7 +506,14 @@ class TsdfMap:
                 "frames_integrated": self.frames_integrated,
                 "frames_rejected": self.frames_rejected,
                 "device": str(self.device),
+                "kernel_threads": self._integrator.threads,
             }
+
+    def block_centers(self) -> np.ndarray:
+        """(M, 3) float64 world centres (metres, ``map``) of the allocated blocks."""
+        with self._lock:
+            keys, _ = self._store.active()
+        return (keys + 0.5) * self.config.block_size
 
     def _extract(self, what: str):
         """Open3D surface extraction, or None when there is no surface.
