@@ -108,9 +108,12 @@ def run_node(factory, args=None) -> int:
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     context = rclpy.Context()
-    rclpy.init(args=args, context=context)
+    # a non-default context gets no signal handlers unless asked: without them Ctrl-C / SIGINT
+    # would not stop the executor and e.g. bag_recorder would never close its bag
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
     nodes = []
     try:
         made = factory(context)
