@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,11 @@ class ProcessGroup:
         self.sigterm_grace_s = sigterm_grace_s
         self._stop_requested = False
 
-    def start(self) -> None:
+    def start(self, names: Iterable[str] | None = None) -> None:
+        """Start the children not started yet (only those in ``names`` when given)."""
         for c in self.children:
+            if c.proc is not None or (names is not None and c.name not in names):
+                continue
             log.info("starting %s: %s", c.name, " ".join(c.argv))
             c.proc = subprocess.Popen(c.argv, env=self.env, start_new_session=True)
 
@@ -66,30 +70,33 @@ class ProcessGroup:
                 return "timeout"
             time.sleep(poll_s)
 
-    def _alive(self) -> list[Child]:
-        return [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+    def _alive(self, names: Iterable[str] | None = None) -> list[Child]:
+        return [c for c in self.children if c.proc is not None and c.proc.poll() is None
+                and (names is None or c.name in names)]
 
-    def _signal_all(self, sig: int) -> None:
-        for c in self._alive():
+    def _signal_all(self, sig: int, names: Iterable[str] | None = None) -> None:
+        for c in self._alive(names):
             try:
                 os.killpg(c.proc.pid, sig)
             except ProcessLookupError:
                 pass
 
-    def _wait_all(self, grace_s: float) -> bool:
+    def _wait_all(self, grace_s: float, names: Iterable[str] | None = None) -> bool:
         deadline = time.monotonic() + grace_s
-        while self._alive() and time.monotonic() < deadline:
+        while self._alive(names) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return not self._alive()
+        return not self._alive(names)
 
-    def stop(self) -> dict[str, int | None]:
-        """SIGINT, then SIGTERM, then SIGKILL; returns each child's exit code."""
+    def stop(self, names: Iterable[str] | None = None) -> dict[str, int | None]:
+        """SIGINT, then SIGTERM, then SIGKILL (to the children in ``names``, default all);
+        returns each child's exit code (None: not started or still running)."""
+        names = None if names is None else set(names)
         for sig, grace in ((signal.SIGINT, self.sigint_grace_s), (signal.SIGTERM, self.sigterm_grace_s),
                            (signal.SIGKILL, 2.0)):
-            if not self._alive():
+            if not self._alive(names):
                 break
-            self._signal_all(sig)
-            self._wait_all(grace)
+            self._signal_all(sig, names)
+            self._wait_all(grace, names)
         return {c.name: (c.proc.returncode if c.proc else None) for c in self.children}
 
 

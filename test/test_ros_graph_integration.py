@@ -1,9 +1,9 @@
 """The real mav_nav graph as separate processes over DDS: the simulated drone reaches its goal.
 
-Starts sim_node and primitive_planner_node (mapper + planner) through
-depth_nodes.launcher on a small sparse forest in lockstep, with the planner fed
-the simulator's ground-truth depth (depth_source:=gt), and watches the outputs
-from a GraphMonitor in this process.
+Starts mono_depth_node (mono+radar network) and primitive_planner_node (mapper +
+planner), then sim_node, through depth_nodes.ros.demo_graph.fly_graph
+(depth_nodes.launcher processes) on a small sparse forest in lockstep, and
+watches the outputs from a GraphMonitor in this process.
 """
 from __future__ import annotations
 
@@ -17,17 +17,22 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from depth_nodes.launcher import ProcessGroup, build_children, write_config  # noqa: E402
+from depth_nodes.ros.demo_graph import fly_graph  # noqa: E402
 from depth_nodes.ros.graph_monitor import GraphMonitor  # noqa: E402
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
 
 #: Wall-clock budget for the flight (s); a hang fails the test instead of the suite.
-FLIGHT_TIMEOUT_S = 95.0
-#: The smallest sparse forest in which the planner reaches the goal (in 14x8 and 20x10 worlds it
-#: hovers short of or passes beside the goal, in the in-process `eval flight` loop too).
-SMALL_WORLD = {"world": "forest", "density": "sparse", "extent": "30x14", "seed": "7"}
+FLIGHT_TIMEOUT_S = 110.0
+#: A small medium-density forest (16 m start to goal). With mono+radar depth the sparse forests are
+#: slower: more sky in view, which the network puts too near, so the planner flies low and slow.
+SMALL_WORLD = {"world": "forest", "density": "medium", "extent": "20x10", "seed": "7"}
 #: A small camera and only the sensors the planner reads, so the simulator keeps up on a busy CPU.
 SIM_PARAMS = {"image_width": 160, "image_height": 120, "publish_stereo": False, "publish_radar": False}
+#: Lockstep flight on a loaded CPU: a slow cycle is waited for, and map/points (a costly extraction
+#: under the map lock) is published every 5 simulated seconds instead of every second.
+FLIGHT_PARAMS = {"sim_node": {**SIM_PARAMS, "publish_radar": True, "publish_gt": False, "lockstep_timeout_s": 20.0},
+                 "tsdf_mapper_node": {"map_publish_period_s": 5.0}}
 
 
 def _run(overrides: dict[str, str], depth_topic: str, tmp_path, done, timeout_s: float,
@@ -80,21 +85,32 @@ def _check_flight(m: GraphMonitor, depth_topic: str) -> None:
     assert len(used) >= 0.5 * m.log("camera/camera_info").count, (len(used), m.log("camera/camera_info").count)
     assert len(m.e2e_latencies_ms()) > 0
     # every node reported diagnostics; nothing was rejected for a wrong frame, stamp or type
-    # (depth frames looking only at sky have no valid pixel: the mapper skips them as rejected)
+    # (depth frames looking only at sky have no valid pixel: the mapper skips them as rejected;
+    # the very first camera image may arrive before its camera_info on the best-effort streams)
     names = set(m.diagnostics)
     assert {"/sim_node", "/tsdf_mapper_node", "/primitive_planner_node"} <= names, names
     for name, values in m.diagnostics.items():
-        rejected = {k: v for k, v in values.items() if k.startswith("rejected/") and k != "rejected/depth/image"}
-        assert all(v == "0" for v in rejected.values()), (name, rejected)
+        rejected = {k: int(v) for k, v in values.items() if k.startswith("rejected/") and k != "rejected/depth/image"
+                    and k != "rejected_total"}
+        rejected["rejected/camera/image_raw"] = max(0, rejected.get("rejected/camera/image_raw", 0) - 1)
+        assert not any(rejected.values()), (name, values)
     assert float(m.diagnostics["/tsdf_mapper_node"]["rate_hz/depth/image"]) > 0.0
 
 
-@pytest.mark.skipif(os.environ.get("DEPTH_NODES_GRAPH_FLIGHT") != "1",
-                    reason="reaches the goal in only ~3 of 6 runs (the planner climbs over trees or passes "
-                           "beside the goal: a planner issue, not transport); run with DEPTH_NODES_GRAPH_FLIGHT=1")
-def test_graph_flies_to_goal_on_ground_truth_depth(tmp_path):
-    m = _run({"depth_source": "gt"}, "ground_truth/depth", tmp_path, GraphMonitor.ended, FLIGHT_TIMEOUT_S)
-    _check_flight(m, "ground_truth/depth")
+def test_graph_flies_to_goal_on_mono_radar_depth(tmp_path):
+    flight = fly_graph({**SMALL_WORLD, "mode": "mono"}, tmp_path, FLIGHT_PARAMS, timeout_s=FLIGHT_TIMEOUT_S,
+                       record=False, progress=False)
+    assert all(c is not None for c in flight.exit_codes.values()), flight.exit_codes
+    assert flight.stop_reason == "ended", (flight.stop_reason, flight.sim_status)
+    _check_flight(flight.monitor, "depth/image")
+    mono = flight.diagnostics["/mono_depth_node"]
+    assert mono["estimator"] == "mono-radar" and mono["weights_status"] == "trained", mono
+    assert mono["frames_dropped"] == "0" and int(mono["frames_without_radar"]) <= 2, mono
+    # lockstep held: the planner answered every camera frame, each with a plan on that frame's depth
+    assert flight.diagnostics["/sim_node"]["lockstep_timeouts"] == "0"
+    # (a frame lost on the best-effort stream is covered by a later stale-depth brake)
+    ages = [s["stamp"] - s["depth_stamp"] for _, s in flight.monitor.plan_status if s.get("depth_stamp") is not None]
+    assert sum(a < 1e-6 for a in ages) >= 0.9 * len(ages) > 0, ages
 
 
 def _planned_on(m: GraphMonitor) -> set[float]:
@@ -113,8 +129,10 @@ def test_stereo_sgbm_graph_feeds_the_planner(tmp_path):
     depth = m.log("depth/image")
     assert depth.frame_ids == {"camera_optical_frame"}
     camera_stamps = {round(t, 3) for t in m.log("camera/camera_info").stamp_s}
-    assert {round(t, 3) for t in depth.stamp_s} <= camera_stamps  # depth keeps its camera frame's stamp
-    assert {round(t, 3) for t in _planned_on(m)} <= camera_stamps
+    # depth keeps its camera frame's stamp (frames before the first one the monitor caught on the
+    # best-effort stream cannot be compared)
+    seen = {round(t, 3) for t in depth.stamp_s} | {round(t, 3) for t in _planned_on(m)}
+    assert {t for t in seen if t >= min(camera_stamps)} <= camera_stamps
     stereo = m.diagnostics["/stereo_depth_node"]
     assert stereo["estimator"] == "sgbm" and int(stereo["frames_processed"]) >= 5
     assert stereo.get("rejected_total") == "0", stereo

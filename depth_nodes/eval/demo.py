@@ -1,8 +1,12 @@
 """`depth-nodes demo`: fly a simulated forest with the full perception-mapping-planning loop.
 
-Writes ``out/demo/`` (report.html, metrics.json, topdown.png, depth_frames.png)
-and prints a summary. The loop runs in-process in simulated time; flying the
-same loop through the ROS 2 node graph over DDS is the node-graph work's demo.
+By default the real node graph flies over DDS (one process per node, the
+simulator in lockstep, a bag recorded; :mod:`depth_nodes.ros.demo_graph`) and
+``out/demo/`` receives summary.json, topdown.png, depth_frames.png,
+report.html and the bag. ``--in-process`` runs the same core objects in one
+loop without ROS (report.html, metrics.json, topdown.png, depth_frames.png).
+Either way a summary is printed and the exit status is 1 unless the vehicle
+reached the goal without collision.
 """
 from __future__ import annotations
 
@@ -37,17 +41,81 @@ def _depth_frames_figure(world, cfg, result, n: int = 4):
     return plot_sample_frames(samples, max_depth_m=20.0)
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--image-size must look like WIDTHxHEIGHT, e.g. 160x120, got {text!r}") from None
+    if not (32 <= w <= 1920 and 24 <= h <= 1080):
+        raise ValueError(f"--image-size {w}x{h} is outside 32x24 .. 1920x1080")
+    return w, h
+
+
+def _print_graph_summary(s: dict) -> None:
+    w = sys.stdout.write
+    w("\n=== depth_nodes demo: closed-loop flight of the node graph over DDS (lockstep, simulated time) ===\n")
+    w(f"world            {s['world']}; depth source: {s['depth']}\n")
+    w(f"goal reached     {'YES' if s['goal_reached'] else 'NO'} ({s['end']}; "
+      f"{s['distance_to_goal_m']:.2f} m from the goal at the end)\n")
+    w(f"collisions       {s['collisions']}\n")
+    if "path_length_m" in s:
+        w(f"flight           {s['flight_time_s']:.1f} s simulated, {s['path_length_m']:.1f} m, "
+          f"mean {s['mean_speed_m_s']:.2f} m/s, min clearance {s['min_clearance_m']:.2f} m\n")
+    w(f"wall time        start-up {s['startup_wall_s']:.0f} s, flight {s['flight_wall_s']:.0f} s, "
+      f"total {s['total_wall_s']:.0f} s; lockstep timeouts {s['lockstep_timeouts']}\n")
+    lat = s["e2e_latency_ms_median"]
+    w(f"e2e latency      camera frame -> trajectory planned on it: median "
+      f"{'n/a' if lat is None else f'{lat:.0f} ms'} (wall clock, lockstep)\n")
+    w("stage latency    " + "; ".join(f"{r['node']}/{r['stage']} {r['median_ms']:.0f} ms"
+                                      for r in s["stage_latencies_ms"]) + " (medians, wall)\n")
+    w("topic rates      " + ", ".join(f"{t} {r:.1f} Hz" for t, r in s["topic_rates_hz_sim"].items()
+                                      if t in ("camera/image_raw", "depth/image", "ground_truth/depth", "odom",
+                                               "planner/trajectory")) + " (simulated time)\n")
+    w(f"planner statuses {s['planner_statuses']}\n")
+    w(f"report           {s['report']}\n")
+    for key in ("topdown", "depth_frames"):
+        if key in s["files"]:
+            w(f"                 {s['files'][key]}\n")
+    w(f"bag              {s['bag']}\n")
+
+
 def cmd_demo(args) -> int:
+    if args.in_process:
+        return _cmd_in_process(args)
+    # the node graph lives in the ROS layer (rclpy); imported only for this path
+    from depth_nodes.ros.demo_graph import run_graph_demo
+
+    world_args = {"world": args.world, "density": args.density, "seed": str(args.seed), "extent": args.extent}
+    log.info("demo over DDS: %s", world_args)
+    summary = run_graph_demo(args.depth, world_args, Path(args.out), image_size=_parse_size(args.image_size),
+                             timeout_s=args.timeout, progress=not args.json)
+    summary["run"] = run_info(data=f"simulated {args.world} world, seed {args.seed}", seed=args.seed,
+                              device="cpu", launch=world_args)
+    ok = summary["goal_reached"] and not summary["collisions"]
+    if args.json:
+        emit_json(summary)
+    else:
+        _print_graph_summary(summary)
+    if not ok:
+        log.error("demo FAILED: the vehicle %s (%s)", "collided" if summary["collisions"] else
+                  "did not reach the goal", summary["end"])
+    return 0 if ok else 1
+
+
+def _cmd_in_process(args) -> int:
     from depth_nodes.eval.flight import FlightConfig, aggregate, run_flight
     from depth_nodes.eval.flight_report import topdown_figure, write_flight_report
+    from depth_nodes.graph import parse_extent
     from depth_nodes.sim.world import WorldSpec, build_world
 
     out = Path(args.out)
-    cfg = FlightConfig(world=args.world, density=args.density, seed=args.seed, speed=args.speed, depth=args.depth)
+    extent = parse_extent(args.extent)
+    cfg = FlightConfig(world=args.world, density=args.density, seed=args.seed, speed=args.speed, depth=args.depth,
+                       extent=None if extent == [0.0, 0.0] else tuple(extent))
     log.info("demo: %s world (%s), seed %d, %.1f m/s, depth source %s", cfg.world, cfg.density, cfg.seed,
              cfg.speed, cfg.depth)
     result = run_flight(cfg)
-    world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density))
+    world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density, cfg.extent))
     name = f"demo {cfg.world} depth={cfg.depth} {cfg.speed:g} m/s"
     meta = run_info(data=f"simulated {cfg.world} world, seed {cfg.seed}", seed=cfg.seed, device="cpu")
     report = write_flight_report(out, [{"setting": name, **aggregate([result]), "target_success_rate": 1.0}],
@@ -78,8 +146,6 @@ def cmd_demo(args) -> int:
           f"plan {s['plan_ms_median']:.1f} ms (medians, wall time on this machine)\n")
         w(f"planner statuses {result.statuses}\n")
         w(f"report           {report}\n                 {out / 'topdown.png'}\n                 {out / 'depth_frames.png'}\n")
-        w("note             the ROS 2 node-graph version of this demo (DDS between processes) is not built yet;\n"
-          "                 this run exercises the same core objects the nodes will use.\n")
     return 0 if result.success and not result.collided else 1
 
 
@@ -87,10 +153,16 @@ def register_demo(root) -> None:
     p = root.add_parser("demo", help="fly a simulated forest end to end and write a report under out/demo",
                         description=__doc__.splitlines()[0])
     p.add_argument("--world", default="forest", choices=("forest", "urban", "indoor"))
-    p.add_argument("--density", default="medium")
+    p.add_argument("--density", default="medium", choices=("sparse", "medium", "dense"))
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--speed", type=float, default=3.0, help="cruise speed, m/s")
-    p.add_argument("--depth", default="gt", help="depth source: gt, mono, mono-radar, stereo, sgbm")
+    p.add_argument("--extent", default="20x10", help="world size LENGTHxWIDTH in metres ('' = the world's default)")
+    p.add_argument("--depth", default="mono-radar", choices=("mono-radar", "mono", "stereo", "sgbm", "gt"),
+                   help="depth source (gt: the simulator's ground-truth depth)")
+    p.add_argument("--image-size", default="160x120", help="simulated camera WIDTHxHEIGHT (graph only)")
+    p.add_argument("--timeout", type=float, default=240.0, help="wall seconds allowed for the flight (graph only)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the loop in this process without ROS (the pre-graph demo)")
+    p.add_argument("--speed", type=float, default=3.0, help="cruise speed, m/s (--in-process only)")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_demo)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_nodes.cliutil import run_info
+from depth_nodes.eval.demo_report import stage_latencies
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,9 @@ def _summary(m, diag_start: dict, mode: str, depth_topic: str, duration_s: float
         "sim_status": m.sim_status,
         "duration_s": duration_s,
     }
+    # where the time goes: every node's per-stage medians (wall ms, diagnostics of the last period)
+    out["stage_latency_ms_median"] = {f"{r['node']}/{r['stage']}": r["median_ms"]
+                                      for r in stage_latencies(m.diagnostics)}
     node = "/mono_depth_node" if mode == "mono-radar" else "/stereo_depth_node"
     for key in ("frames_dropped", "frames_processed"):
         end, start = _int_diag(m.diagnostics, node, key), _int_diag(diag_start, node, key)

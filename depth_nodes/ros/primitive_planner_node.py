@@ -8,8 +8,11 @@ which would be ~16 MB per cycle as a message.
 Subscribes ``odom`` (nav_msgs/Odometry; twist in base_link), ``goal_pose``
 (geometry_msgs/PoseStamped in ``map``; without a goal the planner explores
 forward), ``depth/image`` + ``depth/camera_info`` (newest frame, for the
-depth-image collision check). A timer at ``rate_hz`` plans with
-:class:`depth_nodes.planning.PrimitivePlanner` and publishes
+depth-image collision check). It plans with
+:class:`depth_nodes.planning.PrimitivePlanner` (``trigger``: ``depth`` = once per
+new depth frame as soon as odometry reaches its stamp, the ``rate_hz`` timer
+then only plans, i.e. brakes, when depth is older than ``depth_timeout_s``;
+``timer`` = at ``rate_hz`` on the newest frame) and publishes
 ``planner/trajectory`` (MultiDOFJointTrajectory, stamped at the plan time),
 ``planner/path`` (nav_msgs/Path), ``planner/primitives`` (MarkerArray:
 candidates green feasible / red blocked, the chosen one thicker) and
@@ -32,6 +35,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from depth_nodes.geometry import finite_vector, rot_to_yaw
 from depth_nodes.mapping.mapper import Mapper
+from depth_nodes.mapping.pose_buffer import PoseBuffer
 from depth_nodes.params import Param
 from depth_nodes.planning.planner import PlannerConfig, PlanResult, PrimitivePlanner
 from depth_nodes.planning.primitives import PrimitiveLibraryConfig
@@ -45,7 +49,10 @@ from depth_nodes.ros.tsdf_mapper_node import DepthFrameInput, TsdfMapperNode, ch
 NODE_NAME = "primitive_planner_node"
 
 PARAMS: tuple[Param, ...] = (
-    Param("rate_hz", 10.0, "Planning rate (Hz).", 0.5, 100.0),
+    Param("rate_hz", 10.0, "Planning rate (Hz); with trigger depth, the rate of the stale-depth check.", 0.5, 100.0),
+    Param("trigger", "depth", "When to plan: depth (on every new depth frame once odometry reaches its stamp: "
+          "least latency, and a lockstep simulator waits for exactly that plan) or timer (at rate_hz on the "
+          "newest depth frame).", choices=("depth", "timer")),
     Param("robot_radius", 0.25, "Vehicle radius for collision checking (metres).", 0.01, 5.0),
     Param("margin", 0.1, "Extra clearance kept from obstacles beyond robot_radius (metres).", 0.0, 5.0),
     Param("speeds", [0.5, 1.0, 2.0, 3.0], "Horizontal end speeds of the primitive fan (m/s)."),
@@ -113,6 +120,14 @@ class PrimitivePlannerNode(BaseNode):
         self._odom: tuple[float, np.ndarray, np.ndarray] | None = None  # stamp, T_world_body, world velocity
         self._depth: tuple[float, np.ndarray, object] | None = None     # newest frame: stamp, depth, camera
         self._frame: DepthFrame | None = None                            # newest frame with a pose
+        # own odometry history for depth-frame poses: a frame is planned on as soon as *this* node's odometry
+        # brackets its stamp (the shared mapper's history is filled by the other node's callbacks)
+        self.poses = PoseBuffer(max_age_s=mapper.poses.max_age_s, max_extrapolation_s=mapper.poses.max_extrapolation_s)
+        self.trigger_on_depth = self.param("trigger") == "depth"
+        self._timer_plan_due = False  # a timer cycle found no odometry: plan when it arrives
+        # depth-triggered cycles run from a guard condition: frames that arrive while a cycle runs
+        # are coalesced into one cycle on the newest (a late planner never works through a backlog)
+        self._plan_guard = self.create_guard_condition(self._on_plan_guard)
         self.last_result: PlanResult | None = None
         self.create_subscription(Odometry, "odom", self._on_odom, SENSOR_QOS)
         # volatile for goals clicked in RViz; transient local for a latched goal published before we started
@@ -127,7 +142,7 @@ class PrimitivePlannerNode(BaseNode):
         self.path_pub = self.create_publisher(Path, "planner/path", reliable)
         self.markers_pub = self.create_publisher(MarkerArray, "planner/primitives", reliable)
         self.status_pub = self.create_publisher(String, "planner/status", QoSProfile(depth=10))
-        self.create_timer(1.0 / self.param("rate_hz"), self.plan_once)
+        self.create_timer(1.0 / self.param("rate_hz"), self._on_timer)
 
     # ------------------------------------------------------------------ inputs
     def _on_odom(self, msg: Odometry) -> None:
@@ -143,6 +158,10 @@ class PrimitivePlannerNode(BaseNode):
             self.reject("odom", f"stamp {stamp:.6f} older than the newest odometry {self._odom[0]:.6f}")
             return
         self._odom = (stamp, T, vel)
+        self.poses.add(stamp, T)
+        if self._timer_plan_due:
+            self.plan_once()
+        self._plan_on_new_depth()
 
     def _on_goal(self, msg: PoseStamped) -> None:
         self.received("goal_pose")
@@ -161,27 +180,59 @@ class PrimitivePlannerNode(BaseNode):
 
     def _on_depth(self, stamp: float, depth: np.ndarray, camera) -> None:
         self._depth = (stamp, depth, camera)
+        self._plan_on_new_depth()
+
+    def _awaits_odometry(self, stamp: float) -> bool:
+        span = self.poses.span
+        return span is None or stamp > span[1] + self.poses.max_extrapolation_s
+
+    def _depth_ready(self) -> bool:
+        return self._depth is not None and not self._awaits_odometry(self._depth[0])
+
+    def _plan_on_new_depth(self) -> None:
+        """trigger=depth: plan once the pending depth frame's pose is known (stamped no earlier than it)."""
+        if self.trigger_on_depth and self._depth_ready():
+            self._plan_guard.trigger()
+
+    def _on_plan_guard(self) -> None:
+        if self._depth_ready():
+            self.plan_once(not_before=self._depth[0])
+
+    def _on_timer(self) -> None:
+        """trigger=timer: plan. trigger=depth: plan (brake) only when depth is stale or missing."""
+        newest = self.depth_input.newest_stamp
+        now = self.get_clock().now().nanoseconds * 1e-9
+        odom_fresh = self._odom is not None and now - self._odom[0] <= self.config.odom_timeout_s
+        if self.trigger_on_depth and odom_fresh and newest is not None and now - newest < self.config.depth_timeout_s:
+            return  # stale odometry brakes on the timer too: without it no depth frame gets a pose
+        self._timer_plan_due = True
+        self.plan_once()
 
     def _depth_frame(self) -> DepthFrame | None:
         """The newest depth frame whose camera pose (interpolated odometry) is known.
 
         A frame newer than the odometry is kept for the next cycle meanwhile the
         previous frame is used (the planner judges its age)."""
-        if self._depth is not None and not self.mapper.awaits_odometry(self._depth[0]):
+        if self._depth is not None and not self._awaits_odometry(self._depth[0]):
             stamp, depth, camera = self._depth
             self._depth = None
             try:
-                self._frame = DepthFrame(depth, camera, self.mapper.camera_pose(stamp), stamp)
+                self._frame = DepthFrame(depth, camera, self.poses.lookup(stamp) @ self.mapper.T_body_cam, stamp)
             except ValueError as exc:
                 self.reject("depth/image", f"depth frame unusable for planning: {exc}")
         return self._frame
 
     # ------------------------------------------------------------------- cycle
-    def plan_once(self) -> PlanResult | None:
+    def plan_once(self, not_before: float | None = None) -> PlanResult | None:
+        """One planning cycle at the clock's time, or at ``not_before`` (s) when the clock lags it (a
+        depth frame can arrive before the /clock message of its own stamp)."""
         now = self.get_clock().now().nanoseconds * 1e-9
+        if not_before is not None:
+            now = max(now, not_before)
         if self._odom is None:
             self._publish_status({"status": "stale_odom", "reason": "no odometry received", "stamp": now})
             return None
+        self._timer_plan_due = False
         odom_stamp, T, vel = self._odom
         state = VehicleState(pos=T[:3, 3], vel=vel, acc=np.zeros(3), yaw=rot_to_yaw(T[:3, :3]), stamp=odom_stamp)
         frame = self._depth_frame()

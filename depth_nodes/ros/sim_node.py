@@ -10,7 +10,12 @@ Lockstep (default): after publishing a camera frame at sim time ``t`` the node
 does not advance until a ``planner/trajectory`` stamped ``>= t`` (less 1 us of
 float rounding slack) arrived (or
 ``lockstep_timeout_s`` of wall time passed: counted in diagnostics), so a run
-does not depend on CPU speed. Otherwise time advances at ``realtime_factor``.
+does not depend on CPU speed. The answering trajectory resumes stepping at once,
+one step per executor round up to the next camera frame (no fast polling while
+waiting: it would take CPU from the nodes it waits for). Otherwise time advances
+at ``realtime_factor``. In lockstep the first step also waits (at most
+``lockstep_timeout_s``) until a ``planner/trajectory`` publisher is matched, so
+the first frame is not published before the planner can receive it.
 
 Publishes: camera/image_raw + camera/camera_info, stereo/{left,right}/image_rect +
 camera_info, radar/points, odom (map -> base_link, body twist), ground_truth/depth,
@@ -84,8 +89,9 @@ PARAMS = (
           choices=("stop", "hover")),
 )
 
-#: Wall period of the stepping timer while in lockstep (s): how often a wait is re-checked.
-LOCKSTEP_POLL_S = 0.001
+#: Wall period of the stepping timer while in lockstep (s): how often a wait is checked for its timeout
+#: (an answering trajectory resumes stepping from its own callback).
+LOCKSTEP_POLL_S = 0.01
 #: A trajectory stamped this little before a frame still answers it (float-second stamps
 #: near 1.7e9 s carry ~0.2 us of rounding), nanoseconds.
 LOCKSTEP_SLACK_NS = 1000
@@ -143,14 +149,18 @@ class SimNode(BaseNode):
         self.pub_status = pub(String, "sim/status", LATCHED_QOS)
         self.pub_spec = pub(String, "sim/world_spec", LATCHED_QOS)
         self.pub_goal = pub(PoseStamped, "goal_pose", LATCHED_QOS)
-        self.create_subscription(MultiDOFJointTrajectory, "planner/trajectory", self._on_trajectory, 10)
+        self._traj_sub = self.create_subscription(MultiDOFJointTrajectory, "planner/trajectory",
+                                                  self._on_trajectory, 10)
+        self._created = time.monotonic()
 
         t0 = ns_to_time(self.sim.time_ns())
         self.pub_spec.publish(String(data=self.world.spec.to_json()))
         self.pub_goal.publish(pose_to_pose_stamped_msg(make_pose(None, self.goal), stamp=t0, frame_id="map"))
         self.pub_collision.publish(Bool(data=False))
+        self._resume = self.create_guard_condition(self._on_resume)
+        self._resume_pending = False
         period = LOCKSTEP_POLL_S if self.lockstep else self.sim.dt / p("realtime_factor")
-        self.create_timer(period, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(period, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"world {self.world.spec.to_json()}, start {np.round(self.world.start, 2).tolist()}, "
             f"goal {np.round(self.goal, 2).tolist()}, lockstep={self.lockstep}")
@@ -174,8 +184,27 @@ class SimNode(BaseNode):
         self._newest_traj_ns = stamp_ns
         if self.ended is None:
             self.sim.follow(traj)
+        if self._wait is not None:
+            self._step_soon()
 
     # -- stepping --------------------------------------------------------------
+    def _step_soon(self) -> None:
+        """Lockstep: take the next step in the next executor round (one step per round, like the timer)."""
+        if not self._resume_pending:
+            self._resume_pending = True
+            self._resume.trigger()
+
+    def _on_resume(self) -> None:
+        self._resume_pending = False
+        self._tick()
+
+    def _on_timer(self) -> None:
+        if self.lockstep and self.sim.k == 0 and self._wait is None and self._traj_sub.get_publisher_count() == 0 \
+                and time.monotonic() - self._created < self.timeout_s:
+            return  # lockstep start: no planner matched yet
+        if not self._resume_pending:  # lockstep: the resume chain is stepping already
+            self._tick()
+
     def _tick(self) -> None:
         if self.ended is not None and self.on_end == "stop":
             return
@@ -197,6 +226,8 @@ class SimNode(BaseNode):
             self._wait = (time.monotonic(), s.t_ns)
         else:
             self.sim.advance()
+            if self.lockstep:
+                self._step_soon()
 
     def _publish(self, s: SimSample) -> None:
         stamp = ns_to_time(s.t_ns)
