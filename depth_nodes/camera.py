@@ -13,6 +13,15 @@ import numpy as np
 MAX_IMAGE_SIDE = 8192
 
 
+def _integer_side(value, name: str) -> int:
+    """An image side given as an integral number; ValueError for anything else (None, text, inf, 2.5)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value):
+        return int(value)
+    raise ValueError(f"camera {name} must be an integer number of pixels, got {value!r}")
+
+
 @dataclass(frozen=True)
 class PinholeCamera:
     """Intrinsics of a (rectified) pinhole camera, as in sensor_msgs/CameraInfo.
@@ -32,7 +41,7 @@ class PinholeCamera:
     distortion_model: str = "plumb_bob"
 
     def __post_init__(self):
-        w, h = int(self.width), int(self.height)
+        w, h = _integer_side(self.width, "width"), _integer_side(self.height, "height")
         if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
             raise ValueError(f"camera size {w}x{h} outside 1..{MAX_IMAGE_SIDE}")
         K = np.asarray(self.K, dtype=np.float64).reshape(3, 3) if np.size(self.K) == 9 else None

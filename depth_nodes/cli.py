@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "depth_nodes.mapping.commands",
     "depth_nodes.eval.commands",
     "depth_nodes.depth.commands",
+    "depth_nodes.ros.fault_commands",
 )
 
 GROUPS = {

@@ -144,7 +144,7 @@ class DepthFrameInput:
         now = self.node.get_clock().now().nanoseconds * 1e-9
         if now + MAX_STAMP_AHEAD_S < newest:  # the clock went back (e.g. a bag restarted with its clock)
             return
-        raise ValueError(f"stamp {stamp:.6f} is not after the newest depth frame {newest:.6f}")
+        raise ValueError(f"stamp {stamp:.6f} is not newer than the newest depth frame {newest:.6f}")
 
 
 def tsdf_config_from_params(node: BaseNode) -> TsdfConfig:
