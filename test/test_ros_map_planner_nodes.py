@@ -286,3 +286,21 @@ def test_planning_error_still_commands_a_brake(rig, monkeypatch):
     assert vehicle.status[-1]["braking"] and "index range" in vehicle.status[-1]["reason"]
     traj = trajectory_msg_to_trajectory(vehicle.trajs[-1])
     assert np.linalg.norm(traj.vel[-1]) < 1e-6
+
+
+def test_map_is_extracted_only_while_someone_subscribes(rig, monkeypatch):
+    ex, mapper, _, vehicle, _, _ = rig
+    calls = []
+    real = mapper.mapper.surface_points
+    monkeypatch.setattr(mapper.mapper, "surface_points", lambda: calls.append(1) or real())
+    mapper.publish_map()
+    assert calls, "map/points has a subscriber (the vehicle) but the map was not extracted"
+    sub = next(s for s in vehicle.node.subscriptions if s.topic_name.endswith("map/points"))
+    vehicle.node.destroy_subscription(sub)
+    try:
+        assert spin_until(ex, lambda: mapper.points_pub.get_subscription_count() == 0, 10.0)
+        calls.clear()
+        mapper.publish_map()
+        assert not calls, "the map was extracted with nobody subscribed to map/points"
+    finally:
+        vehicle.node.create_subscription(PointCloud2, "map/points", vehicle.points.append, 10)

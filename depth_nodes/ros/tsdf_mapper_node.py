@@ -243,12 +243,15 @@ class TsdfMapperNode(BaseNode):
 
     # ----------------------------------------------------------------- outputs
     def publish_map(self) -> None:
-        with self.stage("extract"):
-            pts, _, colors = self.mapper.surface_points()
+        """Publish map/points (and map/mesh): only to subscribers, since extraction holds the map
+        lock for a while and the planner sharing this map waits for it."""
         header = make_header(self.get_clock().now(), "map")
-        extra = {"rgb": pack_rgb(colors)} if colors is not None else None
-        self.points_pub.publish(xyz_to_cloud_msg(pts, extra, header=header))
-        if self.mesh_pub is not None:
+        if self.points_pub.get_subscription_count() > 0:
+            with self.stage("extract"):
+                pts, _, colors = self.mapper.surface_points()
+            extra = {"rgb": pack_rgb(colors)} if colors is not None else None
+            self.points_pub.publish(xyz_to_cloud_msg(pts, extra, header=header))
+        if self.mesh_pub is not None and self.mesh_pub.get_subscription_count() > 0:
             self.mesh_pub.publish(self.mesh_marker(header))
 
     def mesh_marker(self, header) -> Marker:
