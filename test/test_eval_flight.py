@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_nodes.eval.flight import FlightConfig, aggregate, run_flight
+from depth_nodes.eval.flight import FlightConfig, FlightResult, aggregate, run_flight
 
 SMALL = dict(world="forest", density="sparse", extent=(18.0, 10.0), speed=2.0, seed=3)
 
@@ -16,6 +16,12 @@ def test_small_forest_flight_reaches_goal_and_is_deterministic():
     assert np.linalg.norm(a.path[-1] - a.goal) <= 1.0
     assert a.min_clearance_m >= 0.25          # never closer than the robot radius
     assert 0.3 < a.mean_speed_m_s <= 2.0 * 1.25
+    s = a.summary()
+    for key in ("plan_ms_median", "integrate_ms_median", "esdf_ms_median", "plan_cpu_ms_median",
+                "esdf_cpu_ms_median", "plan_generate_ms_median", "plan_depth_prepare_ms_median",
+                "plan_check_ms_median", "plan_select_ms_median"):
+        assert s[key] > 0, key
+    assert len(a.esdf_ms) == len(a.plan_ms) == sum(a.statuses.values())
     b = run_flight(FlightConfig(**SMALL))
     np.testing.assert_array_equal(a.path, b.path)
     agg = aggregate([a, b])
@@ -31,3 +37,22 @@ def test_small_forest_flight_reaches_goal_and_is_deterministic():
 def test_flight_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         FlightConfig(**kw)
+
+
+def _result(seed: int, success: bool, plan_ms, stage_ms) -> FlightResult:
+    return FlightResult(config={"seed": seed}, success=success, collided=False, timed_out=not success,
+                        time_s=10.0, path_length_m=20.0, mean_speed_m_s=2.0, min_clearance_m=0.5,
+                        plan_ms=list(plan_ms), map_ms=[5.0, 7.0], depth_ms=[1.0], integrate_ms=[2.0, 3.0],
+                        esdf_ms=[3.0, 4.0], plan_stage_ms={"check": list(stage_ms)},
+                        end_reason="goal reached" if success else "timeout")
+
+
+def test_summary_and_aggregate_report_stage_medians_and_failures():
+    a, b = _result(1, True, [1.0, 2.0, 9.0], [0.5, 0.7, 0.9]), _result(2, False, [4.0], [0.1])
+    s = a.summary()
+    assert s["plan_ms_median"] == 2.0 and s["integrate_ms_median"] == 2.5 and s["esdf_ms_median"] == 3.5
+    assert s["plan_check_ms_median"] == 0.7 and "plan_stage_ms" not in s and "plan_ms" not in s
+    agg = aggregate([a, b])
+    assert agg["plan_ms_median"] == 3.0  # pooled over every step of every trial
+    assert agg["plan_check_ms_median"] == 0.6 and agg["esdf_ms_median"] == 3.5
+    assert agg["success_rate"] == 0.5 and agg["failures"] == ["seed 2: timeout"]

@@ -112,7 +112,8 @@ def _flight(args) -> int:
     if args.json:
         emit_json({"results": table, "run": meta})
         return 0
-    cols = ("setting", "success_rate", "collision_rate", "mean_speed_m_s", "min_clearance_m", "plan_ms_median")
+    cols = ("setting", "success_rate", "collision_rate", "mean_speed_m_s", "min_clearance_m", "plan_ms_median",
+            "esdf_ms_median", "integrate_ms_median")
     sys.stdout.write(" | ".join(cols) + "\n")
     for row in table:
         sys.stdout.write(" | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in cols)

@@ -6,10 +6,14 @@ Everything runs in simulated time, deterministically per seed, with no ROS:
         render the camera at the vehicle's pose (and radar / right image if the
         depth source needs them) -> depth (GT or an estimator)
         integrate the depth into the TSDF at the camera pose
-        build the local ESDF window around the vehicle
-        plan from the vehicle state with the ESDF and the newest depth frame
+        build the local ESDF window over the box the candidate paths span
+        every few steps, the goal guidance (geodesic cost-to-go around mapped obstacles)
+        plan from the vehicle state with the ESDF, the newest depth frame and the guidance
         the vehicle tracks the chosen primitive for one control period
             (integrated at sim_dt; a collision ends the flight)
+
+With ground-truth depth, pixels without a return count as free space up to
+10 m; the planner keeps below a ceiling 2 m above the start height.
 
 A trial succeeds when the vehicle gets within ``goal_tolerance_m`` of the goal
 without a collision before ``max_time_s``.
@@ -25,6 +29,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEPTH_SOURCES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
+
+#: ESDF saturation distance (m): above the largest required clearance of any primitive.
+ESDF_MAX_DISTANCE_M = 1.0
+#: With ground-truth depth, NaN pixels count as free up to this range (m): see _planner_config.
+GT_NO_RETURN_FREE_M = 10.0
+#: Goal guidance (a 2-D geodesic cost-to-go): rebuilt every this many control steps, on
+#: cells of this size (m), from occupied voxels within this height (m) of the vehicle,
+#: over the box around the vehicle and the goal grown by the margin (m) and at most
+#: the radius (m) from the vehicle (the map forgets farther blocks anyway).
+GUIDANCE_EVERY_N = 5
+GUIDANCE_CELL_M = 0.2
+GUIDANCE_SLAB_M = 0.5
+GUIDANCE_MARGIN_M = 6.0
+GUIDANCE_RADIUS_M = 25.0
+#: Flight ceiling above the start height (m): keeps the vehicle out of forest canopies,
+#: where an estimated depth that misses a crown ends the flight.
+CEILING_ABOVE_START_M = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,12 @@ class FlightResult:
     depth_ms: list = field(default_factory=list)
     integrate_ms: list = field(default_factory=list)
     esdf_ms: list = field(default_factory=list)
+    # process CPU time of the same steps: robust to other processes competing for the cores
+    plan_cpu_ms: list = field(default_factory=list)
+    integrate_cpu_ms: list = field(default_factory=list)
+    esdf_cpu_ms: list = field(default_factory=list)
+    guidance_ms: list = field(default_factory=list)      # only the steps that rebuild the guidance
+    guidance_cpu_ms: list = field(default_factory=list)
     plan_stage_ms: dict = field(default_factory=dict)   # planner stage name -> per-step ms
     statuses: dict = field(default_factory=dict)
     path: np.ndarray | None = None
@@ -93,8 +120,9 @@ class FlightResult:
         return d
 
 
-#: Per-step latency series of a :class:`FlightResult` (ms, wall time).
-_SERIES = ("plan_ms", "map_ms", "depth_ms", "integrate_ms", "esdf_ms")
+#: Per-step latency series of a :class:`FlightResult` (ms; wall time, ``*_cpu_ms`` process CPU time).
+_SERIES = ("plan_ms", "map_ms", "depth_ms", "integrate_ms", "esdf_ms", "plan_cpu_ms", "integrate_cpu_ms",
+           "esdf_cpu_ms", "guidance_ms", "guidance_cpu_ms")
 
 
 def _median(values) -> float:
@@ -134,7 +162,7 @@ class DepthSource:
         return self.estimator.estimate(inp).depth, frame.T_world_cam
 
 
-def _planner_config(cfg: FlightConfig):
+def _planner_config(cfg: FlightConfig, start_z: float = 1.5):
     from depth_nodes.planning.planner import PlannerConfig
     from depth_nodes.planning.primitives import PrimitiveLibraryConfig
 
@@ -142,8 +170,26 @@ def _planner_config(cfg: FlightConfig):
     speeds = tuple(sorted({round(v * f, 3) for f in (0.25, 0.5, 0.75, 1.0)}))
     horizon_s = float(np.clip(cfg.horizon_m / v, 1.0, 3.0))
     library = PrimitiveLibraryConfig(speeds=speeds, v_max=v * 1.1, horizon_s=horizon_s)
+    # the ground-truth renderer returns NaN only where a ray hits nothing at all: like a
+    # depth camera with a 10 m range, such pixels have seen free space that far
     return PlannerConfig(robot_radius=cfg.robot_radius, margin=cfg.margin, library=library,
+                         no_return_free_m=GT_NO_RETURN_FREE_M if cfg.depth == "gt" else 0.0,
+                         max_altitude=start_z + CEILING_ABOVE_START_M,
                          depth_timeout_s=3.0 / cfg.control_rate_hz, odom_timeout_s=3.0 / cfg.control_rate_hz)
+
+
+def build_guidance(tsdf, pos: np.ndarray, goal: np.ndarray, inflate_m: float):
+    """:class:`~depth_nodes.planning.guidance.GoalGuidance` from the map's occupied voxels
+    in a slab around the vehicle's height (see the ``GUIDANCE_*`` constants)."""
+    from depth_nodes.planning.guidance import guidance_from_occupancy
+
+    vs = tsdf.config.voxel_size
+    lo = np.maximum(np.minimum(pos[:2], goal[:2]) - GUIDANCE_MARGIN_M, pos[:2] - GUIDANCE_RADIUS_M)
+    hi = np.minimum(np.maximum(pos[:2], goal[:2]) + GUIDANCE_MARGIN_M, pos[:2] + GUIDANCE_RADIUS_M)
+    lo_idx = np.floor(np.append(lo, pos[2] - GUIDANCE_SLAB_M) / vs).astype(np.int64)
+    hi_idx = np.ceil(np.append(hi, pos[2] + GUIDANCE_SLAB_M) / vs).astype(np.int64)
+    occupied, _ = tsdf.occupancy_window(lo_idx, hi_idx - lo_idx + 1)
+    return guidance_from_occupancy(occupied, lo_idx * vs, vs, goal, GUIDANCE_CELL_M, inflate_m)
 
 
 def run_flight(cfg: FlightConfig) -> FlightResult:
@@ -163,10 +209,9 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     rig = SensorRig()
     suite = SensorSuite(world, rig)
     depth_source = DepthSource(cfg.depth, suite)
-    pcfg = _planner_config(cfg)
+    pcfg = _planner_config(cfg, float(world.start[2]))
     planner = PrimitivePlanner(pcfg)
     reach = pcfg.library.horizon_s * cfg.speed + 2.0
-    window = (reach, reach, 2.5)
     tsdf = TsdfMap(TsdfConfig(voxel_size=cfg.voxel_size, window_radius_m=max(20.0, 1.5 * reach)))
     start, goal = world.start.copy(), world.goal.copy()
     heading = float(np.arctan2(goal[1] - start[1], goal[0] - start[0]))
@@ -180,28 +225,42 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     dt = period / n_sub
 
     path = [start.copy()]
-    plan_ms, map_ms, depth_ms, integrate_ms, esdf_ms, statuses, plan_stage_ms = [], [], [], [], [], {}, {}
+    series = {name: [] for name in _SERIES}
+    statuses, plan_stage_ms = {}, {}
     t = 0.0
     end_reason = "timeout"
     success = collided = False
     while t < max_time:
         s = vehicle.state
         T_wb = vehicle.pose
-        t0 = time.perf_counter()
+        w0 = time.perf_counter()
         depth, T_wc = depth_source(T_wb, s.vel, rng)
-        t1 = time.perf_counter()
+        w1, c1 = time.perf_counter(), time.process_time()
         tsdf.integrate(depth, rig.camera, T_wc)
-        t2 = time.perf_counter()
-        esdf = tsdf.esdf_window(s.pos, window, max_distance_m=1.0)
-        t3 = time.perf_counter()
+        w2, c2 = time.perf_counter(), time.process_time()
         state = PlanState(pos=s.pos, vel=s.vel, acc=s.acc, yaw=s.yaw, stamp=t)
+        # the distance window covers exactly the candidate paths (+ the saturation distance);
+        # generating them here is counted in the planner's time
+        lo, hi = planner.path_bounds(state, goal, pad=ESDF_MAX_DISTANCE_M)
+        w3, c3 = time.perf_counter(), time.process_time()
+        esdf = tsdf.esdf_window(0.5 * (lo + hi), np.maximum(0.5 * (hi - lo), cfg.voxel_size),
+                                max_distance_m=ESDF_MAX_DISTANCE_M)
+        w4, c4 = time.perf_counter(), time.process_time()
+        rebuild = len(series["plan_ms"]) % GUIDANCE_EVERY_N == 0
+        if rebuild:
+            guidance = build_guidance(tsdf, s.pos, goal, cfg.robot_radius)
+        w5, c5 = time.perf_counter(), time.process_time()
+        if rebuild:
+            series["guidance_ms"].append((w5 - w4) * 1e3)
+            series["guidance_cpu_ms"].append((c5 - c4) * 1e3)
         result = planner.plan(state, now=t, goal=goal, distance_field=esdf,
-                              depth_frame=DepthFrame(depth, rig.camera, T_wc, t))
-        depth_ms.append((t1 - t0) * 1e3)
-        integrate_ms.append((t2 - t1) * 1e3)
-        esdf_ms.append((t3 - t2) * 1e3)
-        map_ms.append((t3 - t1) * 1e3)
-        plan_ms.append(result.timings_ms["total"])
+                              depth_frame=DepthFrame(depth, rig.camera, T_wc, t), guidance=guidance)
+        c6 = time.process_time()
+        for name, value in (("depth_ms", w1 - w0), ("integrate_ms", w2 - w1), ("esdf_ms", w4 - w3),
+                            ("map_ms", w2 - w1 + w4 - w3), ("integrate_cpu_ms", c2 - c1),
+                            ("esdf_cpu_ms", c4 - c3), ("plan_cpu_ms", c3 - c2 + c6 - c5)):
+            series[name].append(value * 1e3)
+        series["plan_ms"].append(result.timings_ms["total"])
         for stage, ms in result.timings_ms.items():
             if stage != "total":
                 plan_stage_ms.setdefault(stage, []).append(ms)
@@ -226,8 +285,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     return FlightResult(
         config=asdict(cfg), success=success, collided=collided, timed_out=not (success or collided),
         time_s=float(t), path_length_m=length, mean_speed_m_s=length / t if t > 0 else 0.0,
-        min_clearance_m=clearance, plan_ms=plan_ms, map_ms=map_ms, depth_ms=depth_ms, integrate_ms=integrate_ms,
-        esdf_ms=esdf_ms, plan_stage_ms=plan_stage_ms, statuses=statuses,
+        min_clearance_m=clearance, plan_stage_ms=plan_stage_ms, statuses=statuses, **series,
         path=path_arr if cfg.record_path else None, goal=goal, start=start, end_reason=end_reason,
         wall_s=time.perf_counter() - wall0)
 

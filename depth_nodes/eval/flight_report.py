@@ -40,6 +40,7 @@ def write_flight_report(out_dir, table: list[dict], results_by_setting: dict[str
     verdict = [{"setting": row["setting"], "success_rate": row["success_rate"],
                 "collision_rate": row["collision_rate"], "mean_speed_m_s": row["mean_speed_m_s"],
                 "min_clearance_m": row["min_clearance_m"], "plan_ms_median": row["plan_ms_median"],
+                "esdf_ms_median": row.get("esdf_ms_median"), "integrate_ms_median": row.get("integrate_ms_median"),
                 "pass": row["success_rate"] >= row.get("target_success_rate", 0.9)} for row in table]
     sections = []
     for setting, results in results_by_setting.items():
@@ -50,7 +51,8 @@ def write_flight_report(out_dir, table: list[dict], results_by_setting: dict[str
                          topdown_figure(r, w, title=f"{setting} seed {r.config['seed']}")))
         figs.append(("planning latency per step", plot_latency_histogram(
             {"plan": np.concatenate([r.plan_ms for r in results]),
-             "map+esdf": np.concatenate([r.map_ms for r in results])})))
+             "esdf": np.concatenate([r.esdf_ms for r in results]),
+             "integrate": np.concatenate([r.integrate_ms for r in results])})))
         rows = [{"seed": r.config["seed"], "success": r.success, "collided": r.collided,
                  "time_s": r.time_s, "mean_speed_m_s": r.mean_speed_m_s, "min_clearance_m": r.min_clearance_m,
                  "end": r.end_reason} for r in results]

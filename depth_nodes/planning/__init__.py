@@ -5,6 +5,7 @@
     primitives.py  minimum-jerk primitive fan + brake primitives, vectorised
     collision.py   all primitives x samples against a map and a depth image
     selection.py   cost terms and hysteresis selection
+    guidance.py    GoalGuidance: geodesic cost-to-go around observed obstacles
     planner.py     PrimitivePlanner.plan(...) -> PlanResult (brakes on stale input)
     commands.py    `depth-nodes bench planner`
 """
@@ -17,6 +18,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "DistanceField": "distance",
     "GridDistanceField": "distance",
     "VoxelDistanceField": "distance",
+    "GoalGuidance": "guidance",
     "PlannerConfig": "planner",
     "PlanResult": "planner",
     "PlanStatus": "planner",

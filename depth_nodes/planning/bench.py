@@ -66,10 +66,13 @@ def bench_planner(args) -> int:
         frame = DepthFrame(depth, cam, T, stamp=0.0)
         prims = planner.library.generate(state)
         req = required_clearance(prims, planner.config.robot_radius, planner.config.margin)
-        image = DepthObstacleImage(frame, planner.lateral_clearance)
+        def prepare():  # what the planner builds per frame
+            return DepthObstacleImage(frame, planner.lateral_clearance, planner.config.no_return_free_m,
+                                      planner.config.depth_pool)
+
+        image = prepare()
         gen.append(time_call(lambda: planner.library.generate(state), repeat=args.repeat)["median_ms"])
-        prep.append(time_call(lambda: DepthObstacleImage(frame, planner.lateral_clearance),
-                              repeat=args.repeat)["median_ms"])
+        prep.append(time_call(prepare, repeat=args.repeat)["median_ms"])
         check_map.append(time_call(lambda: check_primitives(prims, req, distance_field=grid),
                                    repeat=args.repeat)["median_ms"])
         check_depth.append(time_call(lambda: check_primitives(prims, req, depth_image=image),

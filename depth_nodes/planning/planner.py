@@ -55,12 +55,15 @@ class PlannerConfig:
     unknown_policy: str = "forbid"
     unknown_free_dist: float = 0.5      # forbid policy: unknown space this close to the start is allowed
     min_altitude: float | None = 0.2    # world z; None disables
+    max_altitude: float | None = None   # world z (a flight ceiling, e.g. below a forest canopy); None disables
     require_depth: bool = True          # without a fresh depth frame, brake
     fov_half_angle_deg: float = 40.0    # used for the fov cost when no depth frame is given
+    no_return_free_m: float = 0.0       # NaN depth pixels mean free space up to this optical z (0: unknown)
+    depth_pool: int = 2                 # depth image min-pooled over pool x pool tiles before the checks
 
     def __post_init__(self):
         for name in ("robot_radius", "margin", "hysteresis", "family_tol", "future_tolerance_s",
-                     "goal_tolerance", "unknown_free_dist"):
+                     "goal_tolerance", "unknown_free_dist", "no_return_free_m"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"planner {name} must be finite and >= 0, got {v}")
@@ -70,9 +73,16 @@ class PlannerConfig:
                 raise ValueError(f"planner {name} must be finite and > 0, got {v}")
         if not 0 < self.fov_half_angle_deg < 90:
             raise ValueError(f"fov_half_angle_deg must be in (0, 90), got {self.fov_half_angle_deg}")
-        if self.min_altitude is not None and not np.isfinite(self.min_altitude):
-            raise ValueError(f"min_altitude must be finite or None, got {self.min_altitude}")
+        for name in ("min_altitude", "max_altitude"):
+            v = getattr(self, name)
+            if v is not None and not np.isfinite(v):
+                raise ValueError(f"{name} must be finite or None, got {v}")
+        if self.min_altitude is not None and self.max_altitude is not None and self.max_altitude <= self.min_altitude:
+            raise ValueError(f"max_altitude ({self.max_altitude}) must exceed min_altitude ({self.min_altitude})")
         UnknownPolicy.parse(self.unknown_policy)
+        pool = self.depth_pool
+        if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or not 1 <= pool <= 16:
+            raise ValueError(f"depth_pool must be an integer in [1, 16], got {self.depth_pool!r}")
         if not self.library.include_brake:
             raise ValueError("the planner needs brake primitives (library.include_brake=True)")
 
@@ -114,6 +124,7 @@ class PrimitivePlanner:
         self.lateral_clearance = cfg.robot_radius + cfg.margin
         self._prev_end_vel: np.ndarray | None = None
         self._depth_cache: tuple[DepthFrame, DepthObstacleImage] | None = None
+        self._prims_cache: tuple[VehicleState, tuple | None, PrimitiveSet, float] | None = None
 
     def reset(self) -> None:
         """Forget the previous choice (e.g. after a new goal or a teleport)."""
@@ -122,8 +133,44 @@ class PrimitivePlanner:
     def prepare_depth(self, frame: DepthFrame) -> DepthObstacleImage:
         """The eroded depth image of ``frame`` (cached for the latest frame)."""
         if self._depth_cache is None or self._depth_cache[0] is not frame:
-            self._depth_cache = (frame, DepthObstacleImage(frame, self.lateral_clearance))
+            self._depth_cache = (frame, DepthObstacleImage(frame, self.lateral_clearance,
+                                                           self.config.no_return_free_m, self.config.depth_pool))
         return self._depth_cache[1]
+
+    def candidates(self, state: VehicleState, goal=None) -> PrimitiveSet:
+        """The primitives from ``state`` toward ``goal`` (cached for the latest
+        (state object, goal) pair, so sizing a map window with :meth:`path_bounds`
+        before :meth:`plan` generates them once)."""
+        return self._generate(state, goal)[0]
+
+    def _generate(self, state: VehicleState, goal) -> tuple[PrimitiveSet, float, bool]:
+        """(primitives, ms spent generating them, whether they came from the cache)."""
+        key = None if goal is None else tuple(float(x) for x in np.asarray(goal).reshape(-1))
+        c = self._prims_cache
+        if c is not None and c[0] is state and c[1] == key:
+            return c[2], c[3], True
+        t0 = time.perf_counter()
+        prims = self.library.generate(state, None if goal is None else np.asarray(goal, dtype=np.float64))
+        self._prims_cache = (state, key, prims, (time.perf_counter() - t0) * 1e3)
+        return prims, self._prims_cache[3], False
+
+    def path_bounds(self, state: VehicleState, goal=None, pad: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) (3,) world corners of the box around every candidate path point
+        (samples and stopping tails) from ``state``, grown by ``pad`` metres.
+
+        A distance window over this box grown by its saturation distance gives
+        exact distances at every point the planner will check.
+        """
+        if not isinstance(state, VehicleState):
+            raise ValueError(f"state must be a VehicleState, got {type(state).__name__}")
+        pad = finite_scalar(pad, "pad")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        goal = None if goal is None else finite_vector(goal, 3, "goal")
+        prims = self.candidates(state, goal)
+        lo = np.minimum(prims.pos.min(axis=(0, 1)), prims.tail.min(axis=(0, 1)) if prims.tail.size else np.inf)
+        hi = np.maximum(prims.pos.max(axis=(0, 1)), prims.tail.max(axis=(0, 1)) if prims.tail.size else -np.inf)
+        return lo - pad, hi + pad
 
     def _staleness(self, now: float, odom_stamp: float, depth_frame: DepthFrame | None,
                    depth_stamp: float | None) -> tuple[PlanStatus | None, str, bool]:
@@ -149,11 +196,14 @@ class PrimitivePlanner:
 
     def plan(self, state: VehicleState, now: float, goal=None,
              distance_field: DistanceField | None = None, depth_frame: DepthFrame | None = None,
-             odom_stamp: float | None = None, depth_stamp: float | None = None) -> PlanResult:
+             odom_stamp: float | None = None, depth_stamp: float | None = None, guidance=None) -> PlanResult:
         """Choose the primitive to fly from ``state`` at time ``now`` (seconds).
 
         ``goal`` (3,) world metres or None to explore forward. ``odom_stamp`` and
         ``depth_stamp`` default to ``state.stamp`` and ``depth_frame.stamp``.
+        ``guidance``: optional cost-to-go toward ``goal`` with ``query(points) ->
+        (N,) metres`` (a :class:`~depth_nodes.planning.guidance.GoalGuidance`)
+        that replaces the straight-line distance in the progress cost.
         """
         t_start = time.perf_counter()
         cfg = self.config
@@ -162,6 +212,8 @@ class PrimitivePlanner:
         if distance_field is not None and not callable(getattr(distance_field, "query", None)):
             raise ValueError(f"distance_field must have query(points) -> (distance, known), "
                              f"got {type(distance_field).__name__}")
+        if guidance is not None and not callable(getattr(guidance, "query", None)):
+            raise ValueError(f"guidance must have query(points) -> metres, got {type(guidance).__name__}")
         if depth_frame is not None and not isinstance(depth_frame, DepthFrame):
             raise ValueError(f"depth_frame must be a DepthFrame or None, got {type(depth_frame).__name__}")
         now = finite_scalar(now, "now")
@@ -176,21 +228,22 @@ class PrimitivePlanner:
                              f"clearance robot_radius + margin = {clearance} m; use the ESDF")
 
         status, reason, use_depth = self._staleness(now, odom_stamp, depth_frame, depth_stamp)
-        t0 = time.perf_counter()
-        prims = self.library.generate(state, goal)
+        prims, generate_ms, generated_before = self._generate(state, goal)
         t1 = time.perf_counter()
         depth_image = self.prepare_depth(depth_frame) if use_depth else None
         t2 = time.perf_counter()
         check = check_primitives(prims, required_clearance(prims, cfg.robot_radius, cfg.margin),
                                  distance_field=distance_field, depth_image=depth_image, policy=self.policy,
-                                 unknown_free_dist=cfg.unknown_free_dist, min_altitude=cfg.min_altitude)
+                                 unknown_free_dist=cfg.unknown_free_dist, min_altitude=cfg.min_altitude,
+                                 max_altitude=cfg.max_altitude)
         t3 = time.perf_counter()
         fov_half = (np.radians(0.5 * depth_frame.camera.hfov_deg) if depth_frame is not None
                     else np.radians(cfg.fov_half_angle_deg))
         ref = self._prev_end_vel if self._prev_end_vel is not None else state.vel
         costs = primitive_costs(prims, check, start_yaw=state.yaw, goal=goal, ref_end_vel=ref,
                                 weights=cfg.weights, v_max=cfg.library.v_max, fov_half_angle=fov_half,
-                                penalise_unknown=self.policy is UnknownPolicy.PENALTY)
+                                penalise_unknown=self.policy is UnknownPolicy.PENALTY,
+                                cost_to_go=None if guidance is None else guidance.query)
         index = -1
         if status is None and goal is not None and np.linalg.norm(state.pos - goal) <= cfg.goal_tolerance:
             brake = best_brake(prims, check)
@@ -218,7 +271,9 @@ class PrimitivePlanner:
                               else None)
         traj = Trajectory(t=prims.t, pos=prims.pos[index], vel=prims.vel[index], acc=prims.acc[index],
                           yaw=prims.yaw[index], stamp=odom_stamp)
-        timings = {"generate": (t1 - t0) * 1e3, "depth_prepare": (t2 - t1) * 1e3, "check": (t3 - t2) * 1e3,
-                   "select": (t4 - t3) * 1e3, "total": (time.perf_counter() - t_start) * 1e3}
+        timings = {"generate": generate_ms, "depth_prepare": (t2 - t1) * 1e3, "check": (t3 - t2) * 1e3,
+                   "select": (t4 - t3) * 1e3}
+        # generation may have happened earlier (path_bounds): count it once, here
+        timings["total"] = (time.perf_counter() - t_start) * 1e3 + (generate_ms if generated_before else 0.0)
         return PlanResult(trajectory=traj, index=int(index), status=status, reason=reason, candidates=prims,
                           collision=check, costs=costs, timings_ms=timings, goal=goal)

@@ -37,11 +37,14 @@ class CostWeights:
 
 def primitive_costs(prims: PrimitiveSet, check: CollisionResult, *, start_yaw: float,
                     goal: np.ndarray | None, ref_end_vel: np.ndarray, weights: CostWeights,
-                    v_max: float, fov_half_angle: float, penalise_unknown: bool) -> dict[str, np.ndarray]:
+                    v_max: float, fov_half_angle: float, penalise_unknown: bool,
+                    cost_to_go=None) -> dict[str, np.ndarray]:
     """(P,) cost terms and their weighted ``total``.
 
     * progress: with a goal, the change of distance to the goal from the start
-      to the primitive's end; without one, minus the forward progress along the
+      to the primitive's end (the ``cost_to_go(points) -> metres`` when given,
+      e.g. a :class:`~depth_nodes.planning.guidance.GoalGuidance`, else the
+      straight line); without one, minus the forward progress along the
       start heading; both divided by the farthest reachable distance.
     * clearance: shortfall of the observed clearance below required + preferred.
     * smoothness: change of the end velocity from ``ref_end_vel`` (the previous
@@ -54,7 +57,9 @@ def primitive_costs(prims: PrimitiveSet, check: CollisionResult, *, start_yaw: f
     """
     reach = max(v_max * float(prims.t[-1]), 1e-6)
     start, end = prims.pos[:, 0], prims.pos[:, -1]
-    if goal is not None:
+    if goal is not None and cost_to_go is not None:
+        progress = (np.asarray(cost_to_go(end), dtype=np.float64) - cost_to_go(start[:1])[0]) / reach
+    elif goal is not None:
         progress = (np.linalg.norm(end - goal, axis=1) - np.linalg.norm(start - goal, axis=1)) / reach
     else:
         heading = np.array([np.cos(start_yaw), np.sin(start_yaw), 0.0])

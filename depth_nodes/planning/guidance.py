@@ -1,0 +1,100 @@
+"""Cost-to-go toward the goal around observed obstacles (a 2-D navigation function).
+
+Straight-line progress toward the goal traps a local planner behind a wall
+whose doorway lies off to the side. :class:`GoalGuidance` is the geodesic
+distance (metres) to the goal over a horizontal grid at flight altitude:
+observed obstacles, inflated by the robot radius, are impassable, unobserved
+cells are free (optimistic), so the cheapest way around a wall leads through
+the nearest doorway the map has seen or has not yet ruled out. The planner
+uses it in place of the Euclidean distance in its progress cost.
+
+Frames: world ``map``, z up; the grid covers ``x, y`` only.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from depth_nodes.geometry import finite_scalar, finite_vector
+from depth_nodes.planning.distance import as_points
+
+#: Largest grid accepted (cells).
+MAX_CELLS = 2_000_000
+
+
+class GoalGuidance:
+    """Geodesic distance to ``goal`` on an (nx, ny) grid of ``cell`` metres.
+
+    ``blocked[i, j]`` marks the cell whose minimum corner is
+    ``origin_xy + cell * (i, j)`` as an obstacle (already inflated by the
+    caller or by ``inflate_m`` here). The goal's cell (or, when the goal lies
+    outside the grid, the grid cell nearest to it) is the source; values there
+    are offset by the remaining straight-line distance. Cells that cannot be
+    reached (obstacles, enclosed pockets) take the value of the nearest
+    reachable cell plus the distance to it, so the field is finite everywhere
+    inside the grid; outside it, the Euclidean distance to the goal is used.
+    """
+
+    def __init__(self, blocked, origin_xy, cell: float, goal, inflate_m: float = 0.0):
+        from skimage.graph import MCP_Geometric
+
+        b = np.asarray(blocked, dtype=bool)
+        if b.ndim != 2 or min(b.shape) < 1 or b.size > MAX_CELLS:
+            raise ValueError(f"blocked must be a non-empty 2-D grid of <= {MAX_CELLS} cells, got shape {b.shape}")
+        self.cell = finite_scalar(cell, "cell")
+        if self.cell <= 0:
+            raise ValueError(f"cell must be > 0, got {self.cell}")
+        inflate_m = finite_scalar(inflate_m, "inflate_m")
+        if inflate_m < 0:
+            raise ValueError(f"inflate_m must be >= 0, got {inflate_m}")
+        self.origin = finite_vector(origin_xy, 2, "origin_xy")
+        self.goal = finite_vector(goal, 3, "goal")
+        if inflate_m > 0 and b.any():
+            b = ndimage.distance_transform_edt(~b, sampling=self.cell) <= inflate_m
+        src = np.clip(np.floor((self.goal[:2] - self.origin) / self.cell).astype(np.int64), 0,
+                      np.array(b.shape) - 1)
+        offset = float(np.linalg.norm(self.origin + (src + 0.5) * self.cell - self.goal[:2]))
+        b[src[0], src[1]] = False
+        costs = np.where(b, np.inf, 1.0)
+        cum, _ = MCP_Geometric(costs, fully_connected=True).find_costs([tuple(int(s) for s in src)])
+        cum = cum * self.cell + offset
+        unreachable = ~np.isfinite(cum)
+        if unreachable.any():
+            near, idx = ndimage.distance_transform_edt(unreachable, sampling=self.cell, return_indices=True)
+            cum = cum[idx[0], idx[1]] + near
+        self.values = cum
+        self.blocked = b
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.values.shape)
+
+    def query(self, points) -> np.ndarray:
+        """(N,) metres to the goal from (N, 3) world points (z is ignored on the grid)."""
+        p = as_points(points)
+        out = np.linalg.norm(p[:, :2] - self.goal[:2], axis=1)
+        with np.errstate(invalid="ignore"):
+            f = np.floor((p[:, :2] - self.origin) / self.cell)
+        inside = np.all((f >= 0) & (f < np.array(self.shape)), axis=1)
+        idx = f[inside].astype(np.int64)
+        out[inside] = self.values[idx[:, 0], idx[:, 1]]
+        return out
+
+
+def guidance_from_occupancy(occupied, origin, voxel_size: float, goal, cell: float, inflate_m: float) -> GoalGuidance:
+    """:class:`GoalGuidance` from an (nx, ny, nz) occupancy block (a slab around flight altitude).
+
+    A grid cell of ``cell`` metres (a multiple of ``voxel_size``, rounded) is
+    blocked when any voxel above it in the slab is occupied.
+    """
+    occ = np.asarray(occupied, dtype=bool)
+    if occ.ndim != 3:
+        raise ValueError(f"occupied must be an (nx, ny, nz) grid, got shape {occ.shape}")
+    origin = finite_vector(origin, 3, "origin")
+    k = max(1, int(round(cell / voxel_size)))
+    flat = occ.any(axis=2)
+    nx, ny = -(-flat.shape[0] // k), -(-flat.shape[1] // k)
+    padded = np.zeros((nx * k, ny * k), bool)
+    padded[:flat.shape[0], :flat.shape[1]] = flat
+    blocked = padded.reshape(nx, k, ny, k).any(axis=(1, 3))
+    return GoalGuidance(blocked, origin[:2], k * voxel_size, goal, inflate_m)

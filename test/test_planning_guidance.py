@@ -1,0 +1,93 @@
+"""Goal guidance: geodesic cost-to-go around walls, and the planner turning toward a doorway."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depth_nodes.planning.distance import VoxelDistanceField
+from depth_nodes.planning.guidance import GoalGuidance, guidance_from_occupancy
+from depth_nodes.planning.planner import PlannerConfig, PrimitivePlanner
+from depth_nodes.planning.primitives import PrimitiveLibraryConfig
+from depth_nodes.planning.state import VehicleState
+
+CELL = 0.2
+ORIGIN = np.array([-2.0, -6.0])
+GOAL = np.array([10.0, 0.0, 1.5])
+
+
+def wall_with_door(door_y=(3.0, 5.0), x=4.0) -> np.ndarray:
+    """(nx, ny) grid over x in [-2, 14), y in [-6, 6): a wall across at ``x`` with one doorway."""
+    blocked = np.zeros((70, 60), bool)
+    ys = ORIGIN[1] + (np.arange(60) + 0.5) * CELL
+    blocked[int((x - ORIGIN[0]) / CELL), ~((ys > door_y[0]) & (ys < door_y[1]))] = True
+    return blocked
+
+
+def test_cost_to_go_leads_through_the_doorway():
+    g = GoalGuidance(wall_with_door(), ORIGIN, CELL, GOAL, inflate_m=0.25)
+    here = np.array([[2.0, 0.0, 1.5]])
+    via_door = np.hypot(4.0 - 2.0, 4.0) + np.hypot(10.0 - 4.0, 4.0)
+    assert g.query(here)[0] == pytest.approx(via_door, rel=0.1)
+    assert g.query(here)[0] > np.linalg.norm(here[0] - GOAL) + 2.0  # the wall is in the way
+    toward_door, toward_wall = g.query(np.array([[2.5, 1.0, 1.5], [2.5, -1.0, 1.5]]))
+    assert toward_door < toward_wall
+    # beside the goal, and outside the grid: straight line
+    assert g.query(GOAL[None])[0] == pytest.approx(0.0, abs=CELL)
+    far = np.array([[50.0, 0.0, 1.5]])
+    assert g.query(far)[0] == pytest.approx(40.0)
+
+
+def test_blocked_and_enclosed_cells_stay_finite_and_grow_away_from_reachable_space():
+    blocked = wall_with_door()
+    blocked[10:15, 10:15] = True
+    blocked[11:14, 11:14] = False  # an enclosed pocket
+    g = GoalGuidance(blocked, ORIGIN, CELL, GOAL)
+    assert np.all(np.isfinite(g.values))
+    pocket = g.values[12, 12]
+    assert pocket > g.values[9, 12]  # nearest reachable cell plus the way to it
+
+
+def test_goal_outside_the_grid_uses_the_nearest_cell_plus_the_remaining_distance():
+    g = GoalGuidance(np.zeros((20, 20), bool), [0.0, 0.0], 0.5, [30.0, 5.0, 1.0])
+    v = g.query(np.array([[1.0, 5.0, 1.0], [9.0, 5.0, 1.0]]))
+    assert v[0] - v[1] == pytest.approx(8.0, abs=0.6)
+    assert v[1] == pytest.approx(21.0, abs=0.6)
+
+
+def test_from_occupancy_pools_voxels_into_cells():
+    occ = np.zeros((140, 120, 5), bool)
+    occ[60, :, 2] = True  # wall at x = -2 + 6.0 = 4 m, full width
+    occ[60, 90:100, :] = False  # doorway y in [3, 4) m
+    g = guidance_from_occupancy(occ, [-2.0, -6.0, 1.0], 0.1, GOAL, cell=0.2, inflate_m=0.0)
+    assert g.shape == (70, 60) and g.blocked[30].sum() == 55
+    assert g.query(np.array([[2.0, 0.0, 1.5]]))[0] > 9.0
+
+
+@pytest.mark.parametrize("kw,match", [(dict(blocked=np.zeros((0, 3), bool)), "blocked"),
+                                      (dict(cell=0.0), "cell"), (dict(inflate_m=-1.0), "inflate_m"),
+                                      (dict(goal=[1.0, np.nan, 0.0]), "goal")])
+def test_bad_arguments_are_rejected(kw, match):
+    args = dict(blocked=np.zeros((5, 5), bool), origin_xy=[0.0, 0.0], cell=0.2, goal=[1.0, 1.0, 1.0])
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        GoalGuidance(**args)
+
+
+def test_planner_with_guidance_turns_toward_the_doorway():
+    # the wall is mapped; straight-line progress heads into it, the guidance turns to the door at y in [3, 5]
+    occ = np.zeros((70, 60, 15), bool)
+    occ[30, :, :] = True
+    occ[30, 45:55, :] = False
+    field = VoxelDistanceField(occ, [-2.0, -6.0, 0.0], 0.2)
+    g = guidance_from_occupancy(occ[:, :, 5:10], [-2.0, -6.0, 1.0], 0.2, GOAL, cell=0.2, inflate_m=0.25)
+    lib = PrimitiveLibraryConfig(n_yaw=13, n_climb=1, speeds=(0.5, 1.0, 2.0), horizon_s=1.5)
+    state = VehicleState.at_rest([1.0, 0.0, 1.5], yaw=0.0, stamp=0.0)
+    plain = PrimitivePlanner(PlannerConfig(library=lib, require_depth=False)).plan(state, 0.0, GOAL, field)
+    guided = PrimitivePlanner(PlannerConfig(library=lib, require_depth=False)).plan(state, 0.0, GOAL, field,
+                                                                                 guidance=g)
+    assert guided.collision.feasible[guided.index] and not guided.braking
+    assert guided.trajectory.pos[-1, 1] > plain.trajectory.pos[-1, 1] + 0.3
+    assert guided.candidates.yaw_offset[guided.index] > 0.2
+    with pytest.raises(ValueError, match="guidance"):
+        PrimitivePlanner(PlannerConfig(library=lib, require_depth=False)).plan(state, 0.0, GOAL, field,
+                                                                            guidance=object())
