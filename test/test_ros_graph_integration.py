@@ -135,5 +135,7 @@ def test_stereo_sgbm_graph_feeds_the_planner(tmp_path):
     assert {t for t in seen if t >= min(camera_stamps)} <= camera_stamps
     stereo = m.diagnostics["/stereo_depth_node"]
     assert stereo["estimator"] == "sgbm" and int(stereo["frames_processed"]) >= 5
-    assert stereo.get("rejected_total") == "0", stereo
+    # at most the first left/right pair may beat the first camera_info ("no camera_info received
+    # yet"); anything systematic would reject every frame
+    assert int(stereo.get("rejected_total", "0")) <= 2, stereo
     assert float(m.diagnostics["/tsdf_mapper_node"]["rate_hz/depth/image"]) > 0.0

@@ -131,8 +131,12 @@ def test_trajectory_stamped_and_stops_before_wall(rig):
         traj = trajectory_msg_to_trajectory(msg)
         assert abs(traj.stamp - vehicle.now()) < 5.0
         assert np.all(traj.pos[:, 0] < WALL_X - ROBOT_RADIUS)  # never into (or through) the wall
-    status = vehicle.status[-1]
-    assert status["status"] in ("ok", "no_feasible") and "total" in status["timings_ms"]
+    # on a loaded machine the test's own odometry ticks can slip past the timeout: such cycles
+    # brake (stale_odom, as they must); judge the newest cycle that planned
+    planned = [s for s in vehicle.status if s["status"] in ("ok", "no_feasible")]
+    assert planned, [s["status"] for s in vehicle.status[-10:]]
+    status = planned[-1]
+    assert "total" in status["timings_ms"]
     # the check is not vacuous: candidates reaching the wall exist and are all blocked
     result = planner.last_result
     reach = result.candidates.pos[:, :, 0].max(axis=1) > WALL_X - ROBOT_RADIUS
