@@ -51,6 +51,6 @@ def test_packaged_weights_give_metric_depth_and_radar_helps(frames):
     assert est.weights_status == "trained"
     with_radar = _abs_rel(est, camera, data, True)
     without = _abs_rel(est, camera, data, False)
-    # bounds an untrained network fails (random init: abs_rel 0.46 here; the packaged weights 0.19)
+    # bounds an untrained network fails (random init: abs_rel 0.46 here; the packaged weights 0.11)
     assert with_radar < 0.30
     assert with_radar < without
