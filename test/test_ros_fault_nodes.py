@@ -5,6 +5,7 @@ A helper node plays the simulator: /clock, odometry at 50 Hz, depth frames and c
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -151,7 +152,9 @@ def test_relay_applies_scheduled_faults(ctx, relay):
     ex = MultiThreadedExecutor(context=ctx)
     for n in (relay, pub, sink):
         ex.add_node(n)
-    import time
+
+    def handled() -> int:
+        return relay.counts["forwarded"] + relay.counts["dropped"]
 
     try:
         for k in range(0, 80, 5):   # 10 Hz, t = 0 .. 1.5 s
@@ -160,8 +163,11 @@ def test_relay_applies_scheduled_faults(ctx, relay):
             odom_in.publish(pose_to_odometry_msg(np.eye(4), stamp=t * 1e-9, frame_id="map"))
             depth_in.publish(array_to_image_msg(np.full((CAM.height, CAM.width), 4.0, np.float32), "32FC1",
                                                 stamp=t * 1e-9))
-            end = time.monotonic() + 0.05
-            while time.monotonic() < end:
+            # the relay subscribes with sensor QoS (keep last 2): let it take both messages before
+            # the next pair, or a loaded machine drops inputs at the relay and the test flakes
+            want = handled() + 2
+            end = time.monotonic() + 10.0
+            while handled() < want and time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
