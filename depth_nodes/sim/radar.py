@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from depth_nodes.depth.radar_frame import radar_to_camera as transform_radar_points  # noqa: F401 (re-export)
 from depth_nodes.geometry import check_pose
 from depth_nodes.sim.world import World
 
@@ -176,14 +177,3 @@ class RadarSimulator:
         pts = np.concatenate([xyz, all_v[:, None], all_i[:, None]], axis=1).astype(np.float32)
         order = rng.permutation(n)
         return RadarScan(points=pts[order], labels=labels[order].astype(np.uint8))
-
-
-def transform_radar_points(points: np.ndarray, T_dst_radar) -> np.ndarray:
-    """Move (N, 5) radar points into another frame (xyz transformed, velocity/intensity kept)."""
-    p = np.asarray(points, dtype=np.float32)
-    if p.ndim != 2 or p.shape[1] != 5:
-        raise ValueError(f"radar points must be (N, 5), got {p.shape}")
-    T = np.asarray(T_dst_radar, dtype=np.float64)
-    out = p.copy()
-    out[:, :3] = (p[:, :3].astype(np.float64) @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
-    return out
