@@ -124,6 +124,11 @@ def run_node(factory, args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # a signal shuts the context down while spin() is waiting: rclpy may then fail with
+        # "context is not valid" instead of ExternalShutdownException; only a live context's error is real
+        if context.ok():
+            raise
     finally:
         for n in nodes:
             n.destroy_node()
