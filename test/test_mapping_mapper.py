@@ -148,3 +148,35 @@ def test_check_map_path(tmp_path):
                        (str(tmp_path) + "/m\n.npz", "control"), ("", "non-empty")):
         with pytest.raises(ValueError, match=match):
             check_map_path(bad)
+
+
+def test_tracked_esdf_is_reused_while_it_covers_the_box_and_equals_a_fresh_one():
+    m = make_mapper()
+    half, max_d = np.array([3.0, 2.0, 1.0]), 1.0
+    m.track_esdf(half, max_d, slack_m=0.4)
+    for i, x in enumerate((0.0, 0.1, 0.2)):
+        m.add_odometry(10.0 + i, body(x))
+    assert m.integrate(11.0, depth_at(0.1), CAM).accepted
+    cam_pos = m.camera_pose(11.0)[:3, 3]
+    near = cam_pos + [0.3, -0.3, 0.2]
+    grid, reused = m.esdf_near(near, half, max_d)
+    assert reused and m.esdf_cache_hits == 1
+    fresh = m.esdf(near, half, max_d)
+    probe = near + np.random.default_rng(0).uniform(-half, half, (500, 3))
+    d_cached, k_cached = grid.query(probe)
+    d_fresh, k_fresh = fresh.query(probe)
+    assert np.array_equal(k_cached, k_fresh) and np.array_equal(d_cached, d_fresh)
+    assert k_fresh.any() and (d_fresh[k_fresh] < max_d).any()  # the wall is in the box
+    # beyond the slack, or with another saturation distance: a fresh window
+    _, reused = m.esdf_near(cam_pos + [0.6, 0.0, 0.0], half, max_d)
+    assert not reused
+    _, reused = m.esdf_near(cam_pos, half, 2.0)
+    assert not reused and m.esdf_cache_misses == 2
+    # clearing the map drops the window
+    m.clear()
+    grid, reused = m.esdf_near(cam_pos, half, max_d)
+    assert not reused and not grid.query(probe)[1].any()
+    with pytest.raises(ValueError, match="slack_m"):
+        m.track_esdf(half, max_d, slack_m=-1.0)
+    with pytest.raises(ValueError, match="half_extent"):
+        m.track_esdf([1.0, 0.0, 1.0], max_d)

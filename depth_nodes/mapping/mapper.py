@@ -12,6 +12,13 @@ Thread safety: every method may be called from any thread (the mapper and
 planner nodes share one instance on a multi-threaded executor). One re-entrant
 lock serialises access to the map so that ``load`` / ``clear`` never race an
 integration or an ESDF extraction.
+
+Distance windows off the planning path: after :meth:`track_esdf` the thread
+that integrates a frame also extracts a distance window around the camera
+(a little larger than the planner asks for), and :meth:`esdf_near` hands that
+window to the planner when it still covers the requested box. A planning
+cycle then never waits for an integration in progress nor pays for the
+extraction; its newest depth image covers what the window has not fused yet.
 """
 from __future__ import annotations
 
@@ -66,6 +73,10 @@ class Mapper:
         self._map = TsdfMap(config)
         self._lock = threading.RLock()
         self.frames_refused = 0  # frames without a pose (the map counts its own rejections)
+        self._esdf_track: tuple[np.ndarray, float] | None = None  # (half extent incl. slack, max distance)
+        self._esdf_cached: EsdfGrid | None = None
+        self.esdf_cache_hits = 0
+        self.esdf_cache_misses = 0
 
     @property
     def config(self) -> TsdfConfig:
@@ -109,13 +120,45 @@ class Mapper:
                 self.frames_refused += 1
             return IntegrationResult(False, f"no pose for depth stamp: {exc}", 0, (time.perf_counter() - t0) * 1e3)
         with self._lock:
-            return self._map.integrate(depth, camera, T_world_cam, color=color, confidence=confidence)
+            result = self._map.integrate(depth, camera, T_world_cam, color=color, confidence=confidence)
+            if result.accepted and self._esdf_track is not None:
+                half, max_d = self._esdf_track
+                self._esdf_cached = self._map.esdf_window(T_world_cam[:3, 3], half, max_d)
+            return result
 
     # ----------------------------------------------------------------- outputs
     def esdf(self, center, half_extent, max_distance_m: float = 1.0) -> EsdfGrid:
         """Euclidean distance window ``center +- half_extent`` (metres, ``map``)."""
         with self._lock:
             return self._map.esdf_window(center, half_extent, max_distance_m)
+
+    def track_esdf(self, half_extent, max_distance_m: float = 1.0, slack_m: float = 0.5) -> None:
+        """Extract a window of ``half_extent + slack_m`` (metres) around the camera after every
+        integrated frame, for :meth:`esdf_near` (the slack is how far the vehicle may move from
+        the frame's position before a planning cycle needs a fresh window)."""
+        half = np.broadcast_to(np.asarray(half_extent, dtype=np.float64), (3,)).copy()
+        if not (np.all(np.isfinite(half)) and np.all(half > 0)):
+            raise ValueError(f"half_extent must be positive metres, got {np.asarray(half_extent).tolist()}")
+        if not (np.isfinite(slack_m) and 0.0 <= slack_m <= 10.0):
+            raise ValueError(f"slack_m must be in [0, 10] metres, got {slack_m!r}")
+        with self._lock:
+            self._esdf_track = (half + float(slack_m), float(max_distance_m))
+            self._esdf_cached = None
+
+    def esdf_near(self, center, half_extent, max_distance_m: float = 1.0) -> tuple[EsdfGrid, bool]:
+        """(window covering ``center +- half_extent``, whether it is the one extracted after the
+        newest integration). That window is returned without taking the map lock when it covers
+        the box and was extracted with ``max_distance_m``; otherwise a fresh one (as :meth:`esdf`)."""
+        cached = self._esdf_cached  # one reference read: integrate() replaces it whole
+        c = np.asarray(center, dtype=np.float64).reshape(3)
+        h = np.broadcast_to(np.asarray(half_extent, dtype=np.float64), (3,))
+        if cached is not None and cached.max_distance_m == float(max_distance_m):
+            hi = cached.origin + (np.asarray(cached.shape) - 1) * cached.voxel_size
+            if np.all(c - h >= cached.origin) and np.all(c + h <= hi):
+                self.esdf_cache_hits += 1
+                return cached, True
+        self.esdf_cache_misses += 1
+        return self.esdf(c, h, max_distance_m), False
 
     def surface_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(points (N, 3) float32 ``map``, normals (N, 3), colors (N, 3) uint8 or None)."""
@@ -150,8 +193,10 @@ class Mapper:
         loaded = TsdfMap.load(Path(path), device=self.config.device)
         with self._lock:
             self._map = loaded
+            self._esdf_cached = None
 
     def clear(self) -> None:
         """Forget the map (the odometry buffer is kept)."""
         with self._lock:
             self._map.clear()
+            self._esdf_cached = None

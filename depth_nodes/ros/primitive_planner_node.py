@@ -3,7 +3,9 @@
 Runs in one process with the tsdf_mapper_node (``main`` composes both, sharing
 one :class:`~depth_nodes.mapping.mapper.Mapper`): every cycle the planner
 needs a Euclidean distance window of about a million voxels from the map,
-which would be ~16 MB per cycle as a message.
+which would be ~16 MB per cycle as a message. The mapper extracts that window
+right after each integration (``esdf_slack_m``), so a planning cycle neither
+waits for the map lock nor pays for the extraction.
 
 Subscribes ``odom`` (nav_msgs/Odometry; twist in base_link), ``goal_pose``
 (geometry_msgs/PoseStamped in ``map``; without a goal the planner explores
@@ -68,6 +70,9 @@ PARAMS: tuple[Param, ...] = (
           "x, y, z (metres); should cover horizon_s * v_max."),
     Param("esdf_max_distance_m", 1.0, "Distances saturate here; must exceed robot_radius + margin (metres).",
           0.1, 10.0),
+    Param("esdf_slack_m", 0.4, "The mapper extracts the distance window after each integration, this much larger "
+          "(metres), and a cycle reuses it while the vehicle stays within the slack; 0: every cycle extracts its own "
+          "window (and waits for an integration in progress).", 0.0, 5.0),
     Param("max_marker_primitives", 100, "Most candidates drawn in planner/primitives (0: none).", 0, 1000),
 )
 
@@ -116,6 +121,8 @@ class PrimitivePlannerNode(BaseNode):
             raise ValueError(f"esdf_max_distance_m={self.param('esdf_max_distance_m')} is below robot_radius + "
                              f"margin = {clearance}")
         self.planner = PrimitivePlanner(self.config)
+        if self.param("esdf_slack_m") > 0:
+            mapper.track_esdf(self.half_extent, self.param("esdf_max_distance_m"), self.param("esdf_slack_m"))
         self.goal: np.ndarray | None = None
         self._odom: tuple[float, np.ndarray, np.ndarray] | None = None  # stamp, T_world_body, world velocity
         self._depth: tuple[float, np.ndarray, object] | None = None     # newest frame: stamp, depth, camera
@@ -238,7 +245,8 @@ class PrimitivePlannerNode(BaseNode):
         frame = self._depth_frame()
         try:
             with self.stage("esdf") as esdf_timer:
-                esdf = self.mapper.esdf(state.pos, self.half_extent, self.param("esdf_max_distance_m"))
+                esdf, esdf_cached = self.mapper.esdf_near(state.pos, self.half_extent,
+                                                          self.param("esdf_max_distance_m"))
             with self.stage("plan"):
                 result = self.planner.plan(state, now, self.goal, esdf, frame, odom_stamp=odom_stamp)
         except ValueError as exc:  # e.g. a vehicle position far outside the map's index range
@@ -264,6 +272,7 @@ class PrimitivePlannerNode(BaseNode):
             "braking": result.braking, "index": result.index, "n_candidates": len(result.candidates),
             "n_feasible": int(result.collision.feasible.sum()),
             "goal": None if result.goal is None else result.goal.tolist(),
+            "esdf_from_mapper": esdf_cached,
             "timings_ms": {"esdf": round(esdf_timer.ms, 3),
                            **{k: round(float(v), 3) for k, v in result.timings_ms.items()}},
         })
