@@ -38,7 +38,8 @@ WARMUP_SIZE = (320, 240)
 
 #: Parameters every depth node declares.
 ESTIMATOR_PARAMS: tuple[Param, ...] = (
-    Param("runtime", "torch", "Inference runtime of the depth network.", choices=RUNTIMES),
+    Param("runtime", "auto", "Inference runtime of the depth network (auto: onnx on cpu, torch on cuda).",
+          choices=RUNTIMES),
     Param("device", "cpu", "Inference device; cuda falls back to cpu (one log line) when CUDA is unavailable.",
           choices=("cpu", "cuda")),
     Param("weights", "", "Network weights: '' = packaged weights, else a path to a .safetensors file "
