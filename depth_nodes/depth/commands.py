@@ -161,7 +161,7 @@ def register(groups) -> None:
     p = groups["eval"].add_parser("depth", help="depth metrics of an estimator on a sim dataset")
     p.add_argument("--data", required=True)
     p.add_argument("--mode", choices=MODES, required=True)
-    p.add_argument("--runtime", choices=RUNTIMES, default="torch")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: onnx on cpu, torch on cuda")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--weights", default=None, help=".safetensors (default: packaged)")
     p.add_argument("--split", choices=("val", "train", "all"), default="val",

@@ -180,7 +180,7 @@ def resolve_runtime(runtime: str, device: str) -> str:
     return "torch" if device == "cuda" else "onnx"
 
 
-def make_estimator(mode: str, runtime: str = "torch", device: str = "cpu", weights=None,
+def make_estimator(mode: str, runtime: str = "auto", device: str = "cpu", weights=None,
                    **options) -> DepthEstimator:
     """Build an estimator.
 
