@@ -25,6 +25,8 @@ def register(groups) -> None:
     p.add_argument("--device", default="CPU:0", help="Open3D device (CPU:0 | CUDA:0)")
     p.add_argument("--carve-every", type=int, default=None,
                    help="carve free space every n-th frame (default: TsdfConfig.carve_every_n_frames)")
+    p.add_argument("--kernel", default="auto", choices=("auto", "numba", "numpy"),
+                   help="CPU integration kernel (auto: compiled when numba is installed; same map either way)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_bench_tsdf)
 
@@ -42,7 +44,7 @@ def _trajectory(n: int, rng: np.random.Generator) -> list[np.ndarray]:
     return poses
 
 
-def _integrate_run(cfg, camera, poses, scene, label: str):
+def _integrate_run(cfg, camera, poses, scene, label: str, kernel: str):
     """Integrate rendered frames into a fresh map; returns (map, wall ms, CPU ms per frame).
 
     CPU time (all threads of this process) is reported next to wall time
@@ -54,7 +56,7 @@ def _integrate_run(cfg, camera, poses, scene, label: str):
     from depth_nodes.mapping.tsdf import TsdfMap
 
     frames = [(scene.render_depth(camera, T), T) for T in poses]
-    m = TsdfMap(cfg)
+    m = TsdfMap(cfg, kernel=kernel)
     wall, cpu = [], []
     for depth, T in tqdm(frames, desc=f"integrate {label}", leave=False):
         c0 = time.process_time()
@@ -83,7 +85,7 @@ def _bench_tsdf(args) -> int:
     m = None
     for w, h in ((320, 240), (640, 480)):
         cam = PinholeCamera.from_fov(w, h, 90.0)
-        m, wall, cpu = _integrate_run(cfg, cam, poses, scene, f"{w}x{h}")
+        m, wall, cpu = _integrate_run(cfg, cam, poses, scene, f"{w}x{h}", args.kernel)
         # the first frames allocate and grow the hash map
         out[f"integrate_{w}x{h}_ms"] = float(np.median(wall[2:]))
         out[f"integrate_{w}x{h}_ms_mean"] = float(np.mean(wall[2:]))
@@ -113,7 +115,8 @@ def _bench_tsdf(args) -> int:
         data="synthetic demo_scene (planes + boxes), rendered GT depth", seed=args.seed,
         device=str(m.device), frames=args.frames, points=args.points, voxel_size=cfg.voxel_size,
         block_resolution=cfg.block_resolution, carve_every_n_frames=cfg.carve_every_n_frames,
-        omp_num_threads=os.environ.get("OMP_NUM_THREADS"), kernel_threads=m.stats()["kernel_threads"],
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"), kernel=m.stats()["kernel"],
+        kernel_threads=m.stats()["kernel_threads"],
         load_avg_1min=os.getloadavg()[0]))
     cliutil.emit_result(out, args.json)
     return 0
