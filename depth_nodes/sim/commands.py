@@ -137,6 +137,7 @@ def _cmd_bench_render(args) -> int:
             out["record_30s_cpu_s"] = time.process_time() - c0
     out.update(run_info(data=spec.to_dict(), seed=args.seed, device="cpu",
                         threads=os.cpu_count(), open3d_threads="auto (0)", shade_threads=default_shade_threads(),
+                        camera_visibility="numba z-buffer rasterizer (sim/raster.py); Open3D for radar",
                         omp_num_threads=os.environ.get("OMP_NUM_THREADS"), repeat=args.repeat,
                         load_avg_1min=os.getloadavg()[0]))
     emit_result(out, args.json)
@@ -172,7 +173,8 @@ def register(groups) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_preview)
 
-    p = groups["bench"].add_parser("render", help="simulator rendering speed (300-tree forest)")
+    p = groups["bench"].add_parser("render", help="simulator rendering speed (300-tree forest): "
+                                   "rasterized camera images, ray-cast radar")
     add_json_flag(p)
     p.add_argument("--trees", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)

@@ -1,13 +1,16 @@
-"""Camera rendering by ray casting: ground-truth depth, RGB and rectified stereo pairs.
+"""Camera rendering: ground-truth depth, RGB and rectified stereo pairs.
 
 Cameras follow REP-103 optical frames (z forward, x right, y down); poses are
 ``T_world_cam`` (4x4, camera optical frame -> world). Per-pixel rays are built
 once per camera with optical z = 1, so the ray parameter at the hit *is* the
 depth along the optical axis (what depth images store), not the ray length.
 
-Cost (320x240, 300-tree forest): the Open3D/Embree ray cast is ~0.4 us CPU per
-ray, about three quarters of an RGB-D frame; shading is vectorised numpy/OpenCV
-run on a small thread pool in row blocks (see :func:`default_shade_threads`).
+Visibility comes from the compiled z-buffer rasterizer (:mod:`depth_nodes.sim.raster`),
+which returns what ray casting these pixel rays would (exact depth and triangle id per
+pixel) at a fraction of the cost; Open3D ray casting remains for shadows, radar and
+distance queries. Shading is vectorised numpy/OpenCV; rasterizing (in interleaved
+row bands) and shading (in row blocks) run on one small thread pool
+(see :func:`default_shade_threads`).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import check_pose, interpolate_pose, make_pose
 from depth_nodes.sim.appearance import Appearance
+from depth_nodes.sim.raster import TriangleRasterizer
 from depth_nodes.sim.world import RayHits, World
 
 
@@ -61,8 +65,8 @@ class CameraRenderer:
     """Renders one camera model in one world; the ray bundle is computed once.
 
     ``appearance`` defaults to :meth:`Appearance.for_world` of the world's spec;
-    ``shade_threads`` (default :func:`default_shade_threads`) shades image row blocks in
-    parallel. Images are identical for any thread count.
+    ``shade_threads`` (default :func:`default_shade_threads`) rasterizes and shades image
+    rows in parallel. Images are identical for any thread count.
     """
 
     def __init__(self, world: World, camera: PinholeCamera, appearance: Appearance | None = None,
@@ -73,12 +77,12 @@ class CameraRenderer:
         self.camera = camera
         self._appearance = appearance
         self._noise_bank: np.ndarray | None = None
-        self._rays = camera.rays(np.float32).reshape(-1, 3)          # optical, z = 1
-        self._ray_norm = np.linalg.norm(self._rays, axis=1).reshape(camera.height, camera.width)
+        self._ray_norm = np.linalg.norm(camera.rays(np.float32), axis=2)   # rays have optical z = 1
         self._inv_ray_norm = (1.0 / np.maximum(self._ray_norm, 1e-6)).astype(np.float32)
         self._shade_threads = default_shade_threads() if shade_threads is None else int(shade_threads)
         if self._shade_threads < 1:
             raise ValueError(f"shade_threads must be >= 1, got {shade_threads}")
+        self._raster = TriangleRasterizer(world.vertices, world.triangles, camera, world.materials)
 
     @property
     def appearance(self) -> Appearance:
@@ -92,38 +96,24 @@ class CameraRenderer:
         return self.camera.height, self.camera.width
 
     def cast(self, T_world_cam) -> tuple[RayHits, np.ndarray, np.ndarray]:
-        """Ray-cast every pixel: (hits, origin (3,), world directions (N, 3) with optical z = 1)."""
+        """Hits of every pixel ray (rasterized; equal to a ray cast): (hits, origin (3,), world
+        directions (N, 3) with optical z = 1)."""
         return self._cast_many([T_world_cam])[0]
 
-    def _pack(self, poses) -> np.ndarray:
-        """(len(poses) * H * W, 6) float32 world rays ``[origin, direction]`` of every pixel of each pose."""
-        n = len(self._rays)
-        packed = np.empty((n * len(poses), 6), dtype=np.float32)
-        for i, T_world_cam in enumerate(poses):
-            T = check_pose(T_world_cam, "T_world_cam")
-            packed[i * n:(i + 1) * n, :3] = T[:3, 3]
-            np.matmul(self._rays, np.ascontiguousarray(T[:3, :3].T, dtype=np.float32),
-                      out=packed[i * n:(i + 1) * n, 3:])
-        return packed
-
     def _cast_many(self, poses) -> list[tuple[RayHits, np.ndarray, np.ndarray]]:
-        """Cast the pixel rays of several poses in one call (better thread use in Open3D)."""
-        n = len(self._rays)
-        packed = self._pack(poses)
-        hits = self.world.cast_packed(packed)
-        out = []
-        for i in range(len(poses)):
-            sl = slice(i * n, (i + 1) * n)
-            part = RayHits(t_hit=hits.t_hit[sl], material=hits.material[sl], primitive=hits.primitive[sl],
-                           normals=hits.normals[sl])
-            out.append((part, packed[i * n, :3].copy(), packed[sl, 3:]))
-        return out
+        """Hits of every pixel ray of several poses: [(hits, origin (3,), world directions (N, 3))].
+
+        Interleaved row bands of all poses are rasterized together on the shading thread pool.
+        """
+        n_threads = self._shade_threads
+        pool = _shading_pool(n_threads) if n_threads > 1 else None
+        poses = [check_pose(T, "T_world_cam") for T in poses]
+        views = self._raster.render_many(poses, pool, bands=n_threads)
+        return [(hits, T[:3, 3].astype(np.float32), dirs) for T, (hits, dirs) in zip(poses, views)]
 
     def depth(self, T_world_cam) -> np.ndarray:
         """(H, W) float32 depth along the optical axis, metres, NaN on miss."""
-        d = self.world.hit_distance(self._pack([T_world_cam])).reshape(self.shape)
-        d[~np.isfinite(d)] = np.nan
-        return d
+        return self._depth_from(self.cast(T_world_cam)[0])
 
     def _depth_from(self, hits: RayHits) -> np.ndarray:
         d = hits.t_hit.reshape(self.shape).astype(np.float32, copy=True)
@@ -131,7 +121,7 @@ class CameraRenderer:
         return d
 
     def rgbd(self, T_world_cam, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(rgb (H, W, 3) uint8, depth (H, W) float32) from one ray cast.
+        """(rgb (H, W, 3) uint8, depth (H, W) float32) from one visibility pass.
 
         ``rng`` draws the sensor noise; ``None`` renders noise-free.
         """
