@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from depth_nodes.mapping.block_integrator import resolve_kernel, tsdf_kernel
 from depth_nodes.mapping.blocks import check_points
 
 #: Largest window accepted (voxels), about 1 GB of intermediate arrays.
@@ -148,21 +149,33 @@ def _min_plus_square(f: np.ndarray, axis: int, D: int, dtype) -> np.ndarray:
     return out
 
 
-def bounded_edt(occupied: np.ndarray, max_voxels: int) -> np.ndarray:
+def bounded_edt(occupied: np.ndarray, max_voxels: int, kernel: str = "auto") -> np.ndarray:
     """Squared Euclidean distance (voxels^2) to the nearest True voxel of an
     (nx, ny, nz) bool array, exact up to ``max_voxels`` and capped at
     ``(max_voxels + 1) ** 2`` beyond. Returns an unsigned integer array
     (uint8 for ``max_voxels <= 10``), a transposed view of z-major memory.
 
+    ``kernel``: ``"auto"`` (compiled when numba is available), ``"numba"``
+    (:func:`depth_nodes.mapping.tsdf_kernel.bounded_edt`, about 5x less CPU)
+    or ``"numpy"`` (the reference); the same array with each.
+
     Separable and exact: the squared 1-D distance along x, then
     ``min_k f(. + k) + k^2`` over ``|k| <= max_voxels`` along y and then z
-    (every candidate is a true squared distance, so the bound makes it exact),
-    in tiles of z-slabs (x, y) and of y-rows (z) that stay in cache.
+    (every candidate is a true squared distance, so the bound makes it exact).
+    The numpy reference works in tiles of z-slabs (x, y) and of y-rows (z)
+    that stay in cache.
     """
+    occ = np.asarray(occupied, dtype=bool)
+    if occ.ndim != 3:
+        raise ValueError(f"occupied must be a 3-D array, got shape {occ.shape}")
     D = int(max_voxels)
+    if D < 0:
+        raise ValueError(f"max_voxels must be >= 0, got {max_voxels!r}")
     cap = (D + 1) ** 2
     dtype = np.uint8 if cap + D * D <= 255 else (np.uint16 if cap + D * D <= 65535 else np.uint32)
-    occ = np.asarray(occupied, dtype=bool).transpose(2, 1, 0)  # (z, y, x)
+    occ = occ.transpose(2, 1, 0)  # (z, y, x)
+    if resolve_kernel(kernel) == "numba":
+        return tsdf_kernel.bounded_edt(np.ascontiguousarray(occ), D, np.empty(occ.shape, dtype)).transpose(2, 1, 0)
     g = np.empty(occ.shape, dtype)
     for z0 in range(0, occ.shape[0], _TILE):
         g[z0:z0 + _TILE] = _min_plus_square(_distance_along_x(occ[z0:z0 + _TILE], D, dtype), 1, D, dtype)
@@ -173,20 +186,24 @@ def bounded_edt(occupied: np.ndarray, max_voxels: int) -> np.ndarray:
     return out.transpose(2, 1, 0)
 
 
-def esdf_window(tsdf_map, center, half_extent_m, max_distance_m: float = 1.0) -> EsdfGrid:
+def esdf_window(tsdf_map, center, half_extent_m, max_distance_m: float = 1.0, kernel: str = "auto") -> EsdfGrid:
     """Euclidean distance grid of the box ``center +- half_extent_m`` (metres, ``map``).
 
     ``half_extent_m``: scalar or (3,) half sizes, e.g. ``(8, 8, 3)`` for a
     16 x 16 x 6 m window. ``max_distance_m``: distances beyond it saturate;
-    cost grows linearly with it.
+    cost grows linearly with it. ``kernel``: occupancy fill and transform,
+    ``"auto"`` (compiled when numba is available), ``"numba"`` or ``"numpy"``;
+    the same grid with each. A 161 x 161 x 61 voxel window at ``max_distance_m``
+    = 10 voxels took about 7 ms of CPU compiled and 25 ms with numpy (2-core
+    development machine, under load).
     """
     vs = tsdf_map.config.voxel_size
     if not (np.isfinite(max_distance_m) and vs <= max_distance_m <= 100.0):
         raise ValueError(f"max_distance_m must be in [{vs}, 100], got {max_distance_m!r}")
     lo, shape = _window_voxels(center, half_extent_m, vs)
-    occupied, known = tsdf_map.occupancy_window(lo, shape)
+    occupied, known = tsdf_map.occupancy_window(lo, shape, kernel=kernel)
     D = int(np.ceil(max_distance_m / vs))
-    d2 = bounded_edt(occupied, D)
+    d2 = bounded_edt(occupied, D, kernel)
     cap = (D + 1) ** 2
     lut = np.sqrt(np.arange(cap + 1, dtype=np.float64)) - 0.5 * np.sqrt(3.0)
     lut = np.clip(lut * vs, 0.0, max_distance_m)

@@ -48,7 +48,7 @@ import open3d.core as o3c
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import check_pose, invert_pose
 from depth_nodes.mapping import blocks
-from depth_nodes.mapping.block_integrator import BlockIntegrator, shared_executor, tsdf_kernel
+from depth_nodes.mapping.block_integrator import BlockIntegrator, resolve_kernel, shared_executor, tsdf_kernel
 from depth_nodes.mapping.config import TsdfConfig
 from depth_nodes.mapping.voxel_store import VoxelStore
 
@@ -473,35 +473,61 @@ class TsdfMap:
 
         return esdf_window(self, center, half_extent_m, max_distance_m)
 
-    def occupancy_window(self, lo, shape, hit_ratio: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    def occupancy_window(self, lo, shape, hit_ratio: float = 0.2,
+                         kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         """Dense (occupied, known) bool grids of ``shape`` (nx, ny, nz) for voxels ``lo + (i, j, k)``.
 
         ``lo``: (3,) integer voxel index of the first voxel (world point
         ``lo * voxel_size``). A voxel is *known* when observed (weight > 0) or
         hit; *occupied* when observed with ``sdf <= 0`` or when depth endpoints
-        fell in it in at least ``hit_ratio`` of the frames that observed it.
-        Arrays are indexed ``[ix, iy, iz]`` (views of z-major memory).
+        fell in it in at least ``hit_ratio`` of the frames that observed it
+        (float32 comparison). Arrays are indexed ``[ix, iy, iz]`` (views of
+        z-major memory). ``kernel``: ``"auto"`` (compiled when numba is
+        available), ``"numba"`` (fills the grids straight from the block
+        buffers) or ``"numpy"`` (the reference); same grids with each.
         """
         lo = np.asarray(lo, dtype=np.int64)
         shape = tuple(int(s) for s in shape)
         if lo.shape != (3,) or len(shape) != 3 or min(shape) < 1 or np.prod(shape, dtype=np.float64) > 2e8:
             raise ValueError(f"occupancy_window: lo must be (3,) and shape 3 positive ints (<2e8 voxels), "
                              f"got lo={lo!r} shape={shape!r}")
+        try:  # float32, as numpy multiplies a Python float with the float32 weights
+            ratio = np.float32(hit_ratio) if np.ndim(hit_ratio) == 0 else np.float32(np.nan)
+        except (TypeError, ValueError):
+            ratio = np.float32(np.nan)
+        if not (np.isfinite(ratio) and ratio >= 0):
+            raise ValueError(f"occupancy_window: hit_ratio must be a finite number >= 0, got {hit_ratio!r}")
+        compiled = resolve_kernel(kernel) == "numba"
         r = self._res
         hi = lo + np.asarray(shape) - 1
         blo, bhi = lo >> self._shift, hi >> self._shift
-        nb = bhi - blo + 1
-        # (bz, z, by, y, bx, x) layout: a reshape (no copy) gives the dense (Z, Y, X) grid
-        code = np.zeros((nb[2], r, nb[1], r, nb[0], r), np.uint8)  # bit 0 occupied, bit 1 known
+        names = ("tsdf", "weight", "hits")
         with self._lock:
             keys, buf = self._store.active()
+            if compiled:  # the kernel skips blocks outside the window
+                occupied, known = np.zeros(shape[::-1], bool), np.zeros(shape[::-1], bool)
+                if len(buf) and self._store.numpy_views:  # CPU: the block buffers in place
+                    views = self._store.block_views()
+                    arrays, rows = [views[n] for n in names], buf
+                elif len(buf):  # CUDA: copies of the blocks in the window
+                    sel = np.all((keys >= blo) & (keys <= bhi), axis=1)
+                    keys, buf = keys[sel], buf[sel]
+                    arrays = [self._store.gather_blocks(n, buf).reshape(len(buf), r ** 3) for n in names]
+                    rows = np.arange(len(buf))
+                if len(buf):
+                    tsdf_kernel.occupancy_fill(keys, rows, *arrays, lo, r, ratio, occupied, known)
+                return occupied.transpose(2, 1, 0), known.transpose(2, 1, 0)
             sel = np.all((keys >= blo) & (keys <= bhi), axis=1)
-            keys, buf = keys[sel] - blo, buf[sel]
+            keys, buf = keys[sel], buf[sel]
+            nb = bhi - blo + 1
+            # (bz, z, by, y, bx, x) layout: a reshape (no copy) gives the dense (Z, Y, X) grid
+            code = np.zeros((nb[2], r, nb[1], r, nb[0], r), np.uint8)  # bit 0 occupied, bit 1 known
+            keys = keys - blo
             if len(buf):
-                t, w, h = (self._store.gather_blocks(n, buf)[..., 0] for n in ("tsdf", "weight", "hits"))
+                t, w, h = (self._store.gather_blocks(n, buf)[..., 0] for n in names)
                 seen = w > 0
                 hit = h > 0
-                occ = (seen & (t <= 0)) | (hit & (h >= hit_ratio * w))
+                occ = (seen & (t <= 0)) | (hit & (h >= ratio * w))
                 code[keys[:, 2], :, keys[:, 1], :, keys[:, 0], :] = occ | ((seen | hit) << 1)
         off = lo - blo * r
         g = code.reshape(nb[2] * r, nb[1] * r, nb[0] * r)

@@ -16,6 +16,12 @@ and hit-count steps of :class:`~depth_nodes.mapping.tsdf.TsdfMap`, with the
 float64 arithmetic of their numpy versions (same keys and voxels), without
 their large temporaries.
 
+``occupancy_fill`` and ``bounded_edt``: the occupancy grid of
+:meth:`~depth_nodes.mapping.tsdf.TsdfMap.occupancy_window`, filled straight
+from the block buffers, and the exact bounded distance transform of
+:func:`depth_nodes.mapping.esdf.bounded_edt` (the same arrays as their numpy
+references; about 4x and 5x less CPU on a 161 x 161 x 61 window).
+
 Every kernel releases the GIL, so threads of a pool can run them at once
 (on disjoint blocks). Importing this module raises ImportError without numba.
 """
@@ -188,3 +194,125 @@ def endpoint_voxels(depth, rx, ry, A, b):  # pragma: no cover - compiled
             if m == 0 or out[m, 0] != out[m - 1, 0] or out[m, 1] != out[m - 1, 1] or out[m, 2] != out[m - 1, 2]:
                 m += 1
     return out[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def occupancy_fill(keys, rows, tsdf, weight, hits, lo, res, hit_ratio, occupied, known):  # pragma: no cover - compiled
+    """Fill the dense (nz, ny, nx) bool grids ``occupied`` / ``known`` (zeroed, C order,
+    voxel ``lo + (x, y, z)`` at ``[z, y, x]``) from the blocks ``keys`` (M, 3) int32 whose
+    voxels (z-y-x, ``res**3``) are the rows ``rows`` (M,) of the (capacity, res**3) float32
+    ``tsdf`` / ``weight`` / ``hits``; blocks outside the window are skipped. The rule of
+    :meth:`~depth_nodes.mapping.tsdf.TsdfMap.occupancy_window` in float32 (``hit_ratio``
+    float32): known = ``w > 0 or h > 0``, occupied = ``(w > 0 and t <= 0) or (h > 0 and
+    h >= hit_ratio * w)``.
+
+    Per block, a vectorised loop classifies all its voxels; the rows inside the window are
+    then copied out (unsigned flat indices: no negative-index handling in the copy loop).
+    """
+    nz, ny, nx = occupied.shape
+    occ_flat, known_flat = occupied.ravel(), known.ravel()
+    n_vox = tsdf.shape[1]
+    occ_block = np.empty(n_vox, np.bool_)
+    known_block = np.empty(n_vox, np.bool_)
+    for b in range(len(rows)):
+        x0, y0, z0 = keys[b, 0] * res - lo[0], keys[b, 1] * res - lo[1], keys[b, 2] * res - lo[2]
+        xa, ya, za = max(x0, 0), max(y0, 0), max(z0, 0)
+        xb, yb, zb = min(x0 + res, nx), min(y0 + res, ny), min(z0 + res, nz)
+        if xa >= xb or ya >= yb or za >= zb:
+            continue
+        t_row, w_row, h_row = tsdf[rows[b]], weight[rows[b]], hits[rows[b]]
+        for k in range(n_vox):
+            t, w, h = t_row[k], w_row[k], h_row[k]
+            seen, hit = w > _ZERO, h > _ZERO
+            occ_block[k] = (seen & (t <= _ZERO)) | (hit & (h >= hit_ratio * w))
+            known_block[k] = seen | hit
+        for z in range(za, zb):
+            for y in range(ya, yb):
+                src = np.uint64(((z - z0) * res + y - y0) * res - x0)
+                dst = np.uint64((z * ny + y) * nx)
+                for x in range(np.uint64(xa), np.uint64(xb)):
+                    occ_flat[dst + x] = occ_block[src + x]
+                    known_flat[dst + x] = known_block[src + x]
+
+
+# The EDT helpers below loop over whole 1-D arrays with ``range(size)`` indices and narrow
+# every result to the array dtype: that is what LLVM vectorises (2-D indexing, slice
+# assignment and int64 intermediates run several times slower).
+@numba.njit(cache=True, nogil=True)
+def _copy(out, src):  # pragma: no cover - compiled
+    """``out[:] = src`` for 1-D arrays of one size."""
+    for j in range(out.size):
+        out[j] = src[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_plus(out, src, add):  # pragma: no cover - compiled
+    """``out = min(out, src + add)`` elementwise on 1-D arrays of one unsigned dtype (the sum
+    must fit it)."""
+    narrow = out.dtype.type
+    for j in range(out.size):
+        out[j] = min(out[j], narrow(src[j] + add))
+
+
+@numba.njit(cache=True, nogil=True)
+def bounded_edt(occupied, max_voxels, out):  # pragma: no cover - compiled
+    """Squared Euclidean distance (voxels^2) to the nearest True voxel of the C-order
+    (nz, ny, nx) bool ``occupied``, exact up to ``max_voxels`` (D) and ``(D + 1)**2``
+    beyond, written to ``out`` (same shape, an unsigned dtype that holds ``(D + 1)**2 + D**2``).
+
+    Per z-slab, the 1-D distance along x (capped at D + 1) by doubling shifts (exact up to
+    ``2 s - 1`` after shifts 1, 2, .., s), squared; then ``f -> min over |k| <= D of
+    f(. + k) + k^2`` along y, and per plane along z; every candidate is a true squared
+    distance, so the result is exact. Every step runs over a whole flat slab or plane:
+    rows are padded with D samples that hold no obstacle, so that shifts along x never mix
+    rows (a distance through the padding exceeds D). Slabs without an obstacle are skipped.
+    """
+    nz, ny, nx = occupied.shape
+    narrow = out.dtype.type
+    far, cap = narrow(max_voxels + 1), narrow((max_voxels + 1) ** 2)
+    stride = nx + max_voxels
+    a = np.empty(ny * stride, out.dtype)
+    b = np.empty_like(a)
+    along_xy = np.empty((nz, ny * stride), out.dtype)
+    live = np.zeros(nz, np.bool_)  # slab holds an occupied voxel (else it is all cap)
+    m = a.size
+    for z in range(nz):
+        xy = along_xy[z]
+        for j in range(m):
+            a[j] = far
+        for y in range(ny):
+            line, row = occupied[z, y], a[y * stride:y * stride + nx]
+            hit = False
+            for x in range(nx):
+                row[x] = narrow(0) if line[x] else far
+                hit |= line[x]
+            live[z] |= hit
+        if not live[z]:
+            for j in range(m):
+                xy[j] = cap
+            continue
+        s = 1
+        while s <= max_voxels and s < nx:
+            _copy(b, a)
+            _min_plus(b[:m - s], a[s:], narrow(s))
+            _min_plus(b[s:], a[:m - s], narrow(s))
+            a, b = b, a
+            s *= 2
+        for j in range(m):
+            d = min(a[j], far)
+            a[j] = narrow(d * d)
+        _copy(xy, a)
+        for k in range(1, min(max_voxels, ny - 1) + 1):
+            sh = k * stride
+            _min_plus(xy[:m - sh], a[sh:], narrow(k * k))
+            _min_plus(xy[sh:], a[:m - sh], narrow(k * k))
+    for z in range(nz):
+        _copy(a, along_xy[z])
+        for k in range(1, min(max_voxels, nz - 1) + 1):  # all-cap slabs cannot lower anything
+            if z + k < nz and live[z + k]:
+                _min_plus(a, along_xy[z + k], narrow(k * k))
+            if z - k >= 0 and live[z - k]:
+                _min_plus(a, along_xy[z - k], narrow(k * k))
+        for y in range(ny):
+            _copy(out[z, y], a[y * stride:y * stride + nx])
+    return out
