@@ -91,3 +91,29 @@ def test_planner_with_guidance_turns_toward_the_doorway():
     with pytest.raises(ValueError, match="guidance"):
         PrimitivePlanner(PlannerConfig(library=lib, require_depth=False)).plan(state, 0.0, GOAL, field,
                                                                             guidance=object())
+
+
+def test_min_gap_keeps_doorways_under_lintels_open_and_blocks_low_gaps():
+    # slab z in [0.2, 3.5) at 0.1 m; a wall at x = 4 m with a doorway y in [3, 5) under a lintel from 2.2 m,
+    # a table top at 0.7 m (gap below too low, free above) and a shelf whose gap to the ceiling is too low
+    vs, z0 = 0.1, 0.2
+    occ = np.zeros((140, 120, 33), bool)
+    z = z0 + (np.arange(33) + 0.5) * vs
+    occ[60, :, :] = True
+    occ[60, 90:110, z < 2.2] = False
+    occ[30:40, 20:30, np.abs(z - 0.7) < 0.05] = True        # table at x in [1, 2), y in [-4, -3)
+    occ[30:40, 60:70, z < 2.8] = True                       # cabinet up to 2.8 m at x in [1, 2), y in [0, 1)
+    occ[:, :, z > 3.3] = True                               # ceiling
+    old = guidance_from_occupancy(occ, [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0)
+    g = guidance_from_occupancy(occ, [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0, min_gap_m=0.8)
+    door, table, cabinet = (g.blocked[30, 45:55], g.blocked[15:20, 10:15], g.blocked[15:20, 30:35])
+    assert old.blocked.sum() == old.blocked.size - 1  # the ceiling closes every cell but the goal's
+    assert not door.any() and g.blocked[30, :45].all() and g.blocked[30, 55:].all()
+    assert not table.any() and cabinet.all()
+    # the way through the doorway is open: the cost-to-go is the geodesic through it
+    here = np.array([[2.0, 0.0, 1.5]])
+    assert g.query(here)[0] == pytest.approx(np.hypot(2.0, 4.0) + np.hypot(6.0, 4.0), rel=0.1)
+    with pytest.raises(ValueError, match="min_gap_m"):
+        guidance_from_occupancy(occ, [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0, min_gap_m=-1.0)
+    with pytest.raises(ValueError, match="occupied"):
+        guidance_from_occupancy(occ[:, :, 0], [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0)

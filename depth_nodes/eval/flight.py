@@ -35,12 +35,12 @@ ESDF_MAX_DISTANCE_M = 1.0
 #: With ground-truth depth, NaN pixels count as free up to this range (m): see _planner_config.
 GT_NO_RETURN_FREE_M = 10.0
 #: Goal guidance (a 2-D geodesic cost-to-go): rebuilt every this many control steps, on
-#: cells of this size (m), from occupied voxels within this height (m) of the vehicle,
-#: over the box around the vehicle and the goal grown by the margin (m) and at most
-#: the radius (m) from the vehicle (the map forgets farther blocks anyway).
+#: cells of this size (m), from the occupied voxels of the planner's altitude band (a cell
+#: is passable when it keeps a vertical gap of the vehicle's clearance diameter: doorways
+#: under lintels stay open), over the box around the vehicle and the goal grown by the
+#: margin (m) and at most the radius (m) from the vehicle (the map forgets farther blocks anyway).
 GUIDANCE_EVERY_N = 5
 GUIDANCE_CELL_M = 0.2
-GUIDANCE_SLAB_M = 0.5
 GUIDANCE_MARGIN_M = 6.0
 GUIDANCE_RADIUS_M = 25.0
 #: Flight ceiling above the start height (m): keeps the vehicle out of forest canopies,
@@ -178,18 +178,20 @@ def _planner_config(cfg: FlightConfig, start_z: float = 1.5):
                          depth_timeout_s=3.0 / cfg.control_rate_hz, odom_timeout_s=3.0 / cfg.control_rate_hz)
 
 
-def build_guidance(tsdf, pos: np.ndarray, goal: np.ndarray, inflate_m: float):
+def build_guidance(tsdf, pos: np.ndarray, goal: np.ndarray, inflate_m: float, z_band: tuple[float, float],
+                   min_gap_m: float):
     """:class:`~depth_nodes.planning.guidance.GoalGuidance` from the map's occupied voxels
-    in a slab around the vehicle's height (see the ``GUIDANCE_*`` constants)."""
+    with world z in ``z_band`` (the planner's altitude limits), around the vehicle and the
+    goal (see the ``GUIDANCE_*`` constants); a cell is blocked without a ``min_gap_m`` free gap."""
     from depth_nodes.planning.guidance import guidance_from_occupancy
 
     vs = tsdf.config.voxel_size
     lo = np.maximum(np.minimum(pos[:2], goal[:2]) - GUIDANCE_MARGIN_M, pos[:2] - GUIDANCE_RADIUS_M)
     hi = np.minimum(np.maximum(pos[:2], goal[:2]) + GUIDANCE_MARGIN_M, pos[:2] + GUIDANCE_RADIUS_M)
-    lo_idx = np.floor(np.append(lo, pos[2] - GUIDANCE_SLAB_M) / vs).astype(np.int64)
-    hi_idx = np.ceil(np.append(hi, pos[2] + GUIDANCE_SLAB_M) / vs).astype(np.int64)
+    lo_idx = np.floor(np.append(lo, z_band[0]) / vs).astype(np.int64)
+    hi_idx = np.ceil(np.append(hi, z_band[1]) / vs).astype(np.int64)
     occupied, _ = tsdf.occupancy_window(lo_idx, hi_idx - lo_idx + 1)
-    return guidance_from_occupancy(occupied, lo_idx * vs, vs, goal, GUIDANCE_CELL_M, inflate_m)
+    return guidance_from_occupancy(occupied, lo_idx * vs, vs, goal, GUIDANCE_CELL_M, inflate_m, min_gap_m)
 
 
 def run_flight(cfg: FlightConfig) -> FlightResult:
@@ -211,6 +213,8 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     depth_source = DepthSource(cfg.depth, suite)
     pcfg = _planner_config(cfg, float(world.start[2]))
     planner = PrimitivePlanner(pcfg)
+    clearance = pcfg.robot_radius + pcfg.margin
+    z_band = (pcfg.min_altitude, pcfg.max_altitude)  # both set by _planner_config
     reach = pcfg.library.horizon_s * cfg.speed + 2.0
     tsdf = TsdfMap(TsdfConfig(voxel_size=cfg.voxel_size, window_radius_m=max(20.0, 1.5 * reach)))
     start, goal = world.start.copy(), world.goal.copy()
@@ -248,7 +252,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
         w4, c4 = time.perf_counter(), time.process_time()
         rebuild = len(series["plan_ms"]) % GUIDANCE_EVERY_N == 0
         if rebuild:
-            guidance = build_guidance(tsdf, s.pos, goal, cfg.robot_radius)
+            guidance = build_guidance(tsdf, s.pos, goal, cfg.robot_radius, z_band, 2.0 * clearance)
         w5, c5 = time.perf_counter(), time.process_time()
         if rebuild:
             series["guidance_ms"].append((w5 - w4) * 1e3)

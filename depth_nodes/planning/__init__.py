@@ -7,6 +7,7 @@
     selection.py   cost terms and hysteresis selection
     guidance.py    GoalGuidance: geodesic cost-to-go around observed obstacles
     planner.py     PrimitivePlanner.plan(...) -> PlanResult (brakes on stale input)
+    kernels.py     compiled (numba) inner loops of generation, checking and yaw
     commands.py    `depth-nodes bench planner`
 """
 from __future__ import annotations

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from depth_nodes.geometry import invert_pose
+from depth_nodes.planning import kernels
 from depth_nodes.planning.distance import DistanceField
 from depth_nodes.planning.primitives import PrimitiveSet
 from depth_nodes.planning.state import DepthFrame
@@ -79,9 +80,7 @@ def path_points(prims: PrimitiveSet) -> np.ndarray:
 
 def required_clearance(prims: PrimitiveSet, robot_radius: float, margin: float) -> np.ndarray:
     """(P,) clearance: radius + margin + half the longest step between consecutive path points."""
-    path = path_points(prims)
-    step = np.linalg.norm(np.diff(path, axis=1), axis=2).max(axis=1) if path.shape[1] > 1 else 0.0
-    return robot_radius + margin + 0.5 * step
+    return robot_radius + margin + 0.5 * kernels.path_extent(path_points(prims))[2]
 
 
 class DepthObstacleImage:
@@ -122,13 +121,16 @@ class DepthObstacleImage:
         halves = [cap if z_lo <= 0 else min(cap, int(np.ceil(f * lateral_clearance / z_lo))) for z_lo in self.edges]
         # windows compose (a square of half-width a then b = one of a + b), so erode
         # incrementally from the farthest bin (smallest window) to the nearest
-        levels = [None] * len(halves)
+        self.eroded = np.empty((len(halves),) + filled.shape, filled.dtype)  # (L, H, W)
         current, done = filled, 0
         for i in np.argsort(halves, kind="stable"):
+            if halves[i] >= cap - 1:  # the window covers the whole image
+                self.eroded[i] = filled.min()
+                continue
             current = _min_filter(current, halves[i] - done)
             done = halves[i]
-            levels[i] = current
-        self.eroded = np.stack(levels)  # (L, H, W)
+            self.eroded[i] = current
+        self._intrinsics = np.array([cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height], dtype=np.float64)
 
     def query(self, points) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) world points -> (gap (N,) metres, known (N,) bool).
@@ -136,18 +138,11 @@ class DepthObstacleImage:
         ``gap`` = eroded observed depth - sample depth (NaN where unknown); a
         sample with ``gap < clearance`` is at or behind a surface.
         """
-        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        pc = p @ self.T_cam_world[:3, :3].T + self.T_cam_world[:3, 3]
-        uv, z = self.camera.project(pc)
-        inside = self.camera.in_image(uv, z)
-        u = np.where(inside, np.rint(uv[:, 0]), 0).astype(np.int64) // self.pool
-        v = np.where(inside, np.rint(uv[:, 1]), 0).astype(np.int64) // self.pool
-        lvl = np.clip(np.searchsorted(self.edges, np.where(inside, z, 0.0), side="right") - 1,
-                      0, len(self.edges) - 1)
-        observed = self.eroded[lvl, v, u]
-        known = inside & (~self.invalid[v, u] | (z <= self.no_return_free_m))
-        gap = np.where(inside & np.isfinite(observed), observed - z, np.nan)
-        return gap, known
+        p = np.ascontiguousarray(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+        T = self.T_cam_world
+        return kernels.project_depth(p, np.ascontiguousarray(T[:3, :3]), np.ascontiguousarray(T[:3, 3]),
+                                     self._intrinsics, self.pool, self.edges, self.eroded, self.invalid,
+                                     self.no_return_free_m)
 
 
 def _min_pool(image: np.ndarray, pool: int) -> np.ndarray:
@@ -172,8 +167,6 @@ def _min_filter(image: np.ndarray, half: int) -> np.ndarray:
     """Minimum over a (2 half + 1)^2 square window; outside the image counts as +inf."""
     if half <= 0:
         return image
-    if half >= max(image.shape) - 1:  # every window covers the whole image
-        return np.full_like(image, image.min())
     if half <= 48:  # OpenCV's erosion is O(window) but vectorised: faster for small windows
         kernel = np.ones((2 * half + 1, 2 * half + 1), np.uint8)
         return cv2.erode(image, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float("inf"))
@@ -201,43 +194,20 @@ def check_primitives(prims: PrimitiveSet, required: np.ndarray, *,
     if required.shape != (P,):
         raise ValueError(f"required must have shape ({P},), got {required.shape}")
     pts = path.reshape(-1, 3)
-    need = np.repeat(required, S)
-    blocked = np.zeros(P * S, dtype=bool)
-    known = np.zeros(P * S, dtype=bool)
-    clearance = np.full(P * S, np.inf)
-    with np.errstate(invalid="ignore"):
-        for source in (distance_field, depth_image):
-            if source is None:
-                continue
-            d, k = source.query(pts)
-            d = np.asarray(d, dtype=np.float64).reshape(-1)
-            k = np.asarray(k, dtype=bool).reshape(-1)
-            if d.shape != (P * S,) or k.shape != (P * S,):
-                raise ValueError(f"{type(source).__name__}.query returned shapes {d.shape}, {k.shape} "
-                                 f"for {P * S} points")
-            blocked |= d < need  # NaN never blocks
-            known |= k
-            clearance = np.fmin(clearance, d)  # NaN (no information) is ignored
-    blocked = blocked.reshape(P, S)
-    unknown = ~known.reshape(P, S)
-    if min_altitude is not None:
-        z = path[..., 2]
-        blocked |= (z < min_altitude) & (z < path[:, :1, 2] - 1e-6)
-    if max_altitude is not None:
-        z = path[..., 2]
-        blocked |= (z > max_altitude) & (z > path[:, :1, 2] + 1e-6)
-    if policy is UnknownPolicy.FORBID:
-        far = np.linalg.norm(path - path[:, :1], axis=2) > unknown_free_dist
-        blocked |= unknown & far
-    blocked[:, 0] = False
-    clearance = clearance.reshape(P, S)[:, 1:] if S > 1 else clearance.reshape(P, S)
-    any_block = blocked.any(axis=1)
-    return CollisionResult(
-        feasible=~any_block,
-        min_clearance=clearance.min(axis=1) if clearance.shape[1] else np.full(P, np.inf),
-        unknown_fraction=unknown[:, 1:].mean(axis=1) if S > 1 else np.zeros(P),
-        first_collision=np.where(any_block, np.argmax(blocked, axis=1), -1),
-        required=required,
-        blocked=blocked,
-        unknown=unknown,
-    )
+    sources = [s for s in (distance_field, depth_image) if s is not None]
+    dist = np.empty((len(sources), P * S))
+    known = np.empty((len(sources), P * S), dtype=bool)
+    for i, source in enumerate(sources):
+        d, k = source.query(pts)
+        d = np.asarray(d).reshape(-1)
+        k = np.asarray(k).reshape(-1)
+        if d.shape != (P * S,) or k.shape != (P * S,):
+            raise ValueError(f"{type(source).__name__}.query returned shapes {d.shape}, {k.shape} "
+                             f"for {P * S} points")
+        dist[i], known[i] = d, k
+    blocked, unknown, min_clearance, unknown_fraction, first = kernels.combine_checks(
+        path, required, dist, known, -np.inf if min_altitude is None else float(min_altitude),
+        np.inf if max_altitude is None else float(max_altitude), policy is UnknownPolicy.FORBID,
+        float(unknown_free_dist))
+    return CollisionResult(feasible=first < 0, min_clearance=min_clearance, unknown_fraction=unknown_fraction,
+                           first_collision=first, required=required, blocked=blocked, unknown=unknown)

@@ -81,8 +81,7 @@ class GridDistanceField:
         self.max_distance = float(max_distance)
         self._dist = np.ascontiguousarray(d).ravel()
         self._known = np.ascontiguousarray(k).ravel()
-        self._strides = np.array([d.shape[1] * d.shape[2], d.shape[2], 1], dtype=np.int64)
-        self._upper = np.array(d.shape, dtype=np.int64)
+        self._strides = (d.shape[1] * d.shape[2], d.shape[2], 1)
 
     @property
     def distance(self) -> np.ndarray:
@@ -100,10 +99,12 @@ class GridDistanceField:
         p = as_points(points)
         with np.errstate(invalid="ignore"):
             f = np.floor((p - self.origin) * (1.0 / self.voxel_size))
-        inside = np.all((f >= 0) & (f < self._upper), axis=1)  # NaN compares False
-        idx = np.where(inside[:, None], f, 0).astype(np.int64)
-        flat = idx @ self._strides
-        dist = np.where(inside, self._dist[flat], np.float32(np.nan)).astype(np.float32, copy=False)
+        # per-column tests and arithmetic: numpy's reductions over a length-3 axis are slow
+        fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+        inside = ((fx >= 0) & (fx < self.shape[0]) & (fy >= 0) & (fy < self.shape[1])
+                  & (fz >= 0) & (fz < self.shape[2]))  # NaN compares False
+        flat = np.where(inside, fx * self._strides[0] + fy * self._strides[1] + fz, 0).astype(np.int64)
+        dist = np.where(inside, self._dist[flat], np.float32(np.nan))
         return dist, inside & self._known[flat]
 
 

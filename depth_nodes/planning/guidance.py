@@ -75,26 +75,52 @@ class GoalGuidance:
         out = np.linalg.norm(p[:, :2] - self.goal[:2], axis=1)
         with np.errstate(invalid="ignore"):
             f = np.floor((p[:, :2] - self.origin) / self.cell)
-        inside = np.all((f >= 0) & (f < np.array(self.shape)), axis=1)
+        inside = (f[:, 0] >= 0) & (f[:, 0] < self.shape[0]) & (f[:, 1] >= 0) & (f[:, 1] < self.shape[1])
         idx = f[inside].astype(np.int64)
         out[inside] = self.values[idx[:, 0], idx[:, 1]]
         return out
 
 
-def guidance_from_occupancy(occupied, origin, voxel_size: float, goal, cell: float, inflate_m: float) -> GoalGuidance:
-    """:class:`GoalGuidance` from an (nx, ny, nz) occupancy block (a slab around flight altitude).
+def guidance_from_occupancy(occupied, origin, voxel_size: float, goal, cell: float, inflate_m: float,
+                            min_gap_m: float | None = None) -> GoalGuidance:
+    """:class:`GoalGuidance` from an (nx, ny, nz) occupancy block (a slab of the flight band).
 
-    A grid cell of ``cell`` metres (a multiple of ``voxel_size``, rounded) is
-    blocked when any voxel above it in the slab is occupied.
+    A grid cell of ``cell`` metres (a multiple of ``voxel_size``, rounded)
+    pools the voxel columns above it (a layer is occupied when any of its
+    voxels is). With ``min_gap_m`` None the cell is blocked when any voxel in
+    the slab is occupied; otherwise when the longest vertical run of
+    unoccupied layers is shorter than ``min_gap_m`` metres, so a doorway under
+    a lintel or the space above a low obstacle stays passable when the slab
+    spans the whole band the vehicle may fly in. Unobserved voxels count as free.
     """
     occ = np.asarray(occupied, dtype=bool)
-    if occ.ndim != 3:
-        raise ValueError(f"occupied must be an (nx, ny, nz) grid, got shape {occ.shape}")
+    if occ.ndim != 3 or min(occ.shape) < 1:
+        raise ValueError(f"occupied must be a non-empty (nx, ny, nz) grid, got shape {occ.shape}")
     origin = finite_vector(origin, 3, "origin")
+    voxel_size = finite_scalar(voxel_size, "voxel_size")
+    if voxel_size <= 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    if min_gap_m is not None:
+        min_gap_m = finite_scalar(min_gap_m, "min_gap_m")
+        if min_gap_m < 0:
+            raise ValueError(f"min_gap_m must be >= 0 or None, got {min_gap_m}")
     k = max(1, int(round(cell / voxel_size)))
-    flat = occ.any(axis=2)
-    nx, ny = -(-flat.shape[0] // k), -(-flat.shape[1] // k)
-    padded = np.zeros((nx * k, ny * k), bool)
-    padded[:flat.shape[0], :flat.shape[1]] = flat
-    blocked = padded.reshape(nx, k, ny, k).any(axis=(1, 3))
+    nx, ny = -(-occ.shape[0] // k), -(-occ.shape[1] // k)
+    padded = np.zeros((nx * k, ny * k, occ.shape[2]), bool)
+    padded[:occ.shape[0], :occ.shape[1]] = occ
+    layers = padded.reshape(nx, k, ny, k, -1).any(axis=(1, 3))  # (nx, ny, nz)
+    if min_gap_m is None:
+        blocked = layers.any(axis=2)
+    else:
+        blocked = _longest_free_run(layers) * voxel_size < min_gap_m - 1e-9
     return GoalGuidance(blocked, origin[:2], k * voxel_size, goal, inflate_m)
+
+
+def _longest_free_run(layers: np.ndarray) -> np.ndarray:
+    """(nx, ny) length (layers) of the longest run of False along the last axis of ``layers``."""
+    run = np.zeros(layers.shape[:2], np.int32)
+    best = np.zeros_like(run)
+    for z in range(layers.shape[2]):
+        run = np.where(layers[:, :, z], 0, run + 1)
+        np.maximum(best, run, out=best)
+    return best

@@ -19,8 +19,9 @@ from enum import Enum
 
 import numpy as np
 
+from depth_nodes.planning import kernels
 from depth_nodes.planning.collision import (CollisionResult, DepthObstacleImage, UnknownPolicy,
-                                            check_primitives, required_clearance)
+                                            check_primitives, path_points, required_clearance)
 from depth_nodes.planning.distance import DistanceField
 from depth_nodes.planning.primitives import PrimitiveLibrary, PrimitiveLibraryConfig, PrimitiveSet
 from depth_nodes.planning.selection import CostWeights, best_brake, primitive_costs, select
@@ -117,6 +118,7 @@ class PrimitivePlanner:
 
     def __init__(self, config: PlannerConfig | None = None):
         self.config = cfg = config or PlannerConfig()
+        kernels.warm_up()  # the compiled kernels are ready before the first cycle
         self.library = PrimitiveLibrary(cfg.library)
         self.policy = UnknownPolicy.parse(cfg.unknown_policy)
         # sideways body extent for the depth image's erosion (along the ray the full
@@ -167,9 +169,7 @@ class PrimitivePlanner:
         if pad < 0:
             raise ValueError(f"pad must be >= 0, got {pad}")
         goal = None if goal is None else finite_vector(goal, 3, "goal")
-        prims = self.candidates(state, goal)
-        lo = np.minimum(prims.pos.min(axis=(0, 1)), prims.tail.min(axis=(0, 1)) if prims.tail.size else np.inf)
-        hi = np.maximum(prims.pos.max(axis=(0, 1)), prims.tail.max(axis=(0, 1)) if prims.tail.size else -np.inf)
+        lo, hi, _ = kernels.path_extent(path_points(self.candidates(state, goal)))
         return lo - pad, hi + pad
 
     def _staleness(self, now: float, odom_stamp: float, depth_frame: DepthFrame | None,

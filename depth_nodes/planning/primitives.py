@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depth_nodes.planning import kernels
 from depth_nodes.planning.state import VehicleState
 
 #: Horizontal speed (m/s) below which yaw holds instead of following velocity.
@@ -97,8 +98,10 @@ class PrimitiveSet:
     (the primitive that stops at the goal) and ``stop_time`` (s; time to rest
     for brakes, inf otherwise). ``tail`` (P, K, 3) are points on the straight
     stop (min-jerk, at the hardest brake deceleration) from each primitive's
-    end state: a primitive is only safe if the vehicle can still stop after it. ``report``
-    counts generated and discarded (limit-violating) primitives.
+    end state: a primitive is only safe if the vehicle can still stop after it.
+    ``heading_error`` (P, S) rad is the angle between the horizontal direction of
+    motion and the yaw (0 while hovering). ``report`` counts generated and
+    discarded (limit-violating) primitives.
     """
 
     t: np.ndarray
@@ -114,6 +117,7 @@ class PrimitiveSet:
     is_goal: np.ndarray
     stop_time: np.ndarray
     tail: np.ndarray
+    heading_error: np.ndarray
     report: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -155,22 +159,15 @@ def wrap_angle(a):
     return np.arctan2(np.sin(a), np.cos(a))
 
 
-def yaw_following_velocity(vel: np.ndarray, yaw0: float, dt: float, yaw_rate_max: float) -> np.ndarray:
-    """(P, S) yaw that turns toward the horizontal velocity direction at <= ``yaw_rate_max`` rad/s.
+def yaw_following_velocity(vel: np.ndarray, yaw0: float, dt: float,
+                           yaw_rate_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """(P, S) yaw that turns toward the horizontal velocity direction at <= ``yaw_rate_max`` rad/s,
+    and (P, S) heading error: |direction of motion - yaw| in [0, pi] rad (0 while holding).
 
     Holds the previous yaw while the horizontal speed is below ``YAW_HOLD_SPEED``.
     """
-    heading = np.arctan2(vel[..., 1], vel[..., 0])
-    moving = np.hypot(vel[..., 0], vel[..., 1]) > YAW_HOLD_SPEED
-    step = yaw_rate_max * dt
-    yaw = np.empty(vel.shape[:2])
-    cur = np.full(vel.shape[0], float(yaw0))
-    yaw[:, 0] = cur
-    for s in range(1, vel.shape[1]):
-        err = wrap_angle(heading[:, s] - cur)
-        cur = cur + np.where(moving[:, s], np.clip(err, -step, step), 0.0)
-        yaw[:, s] = cur
-    return yaw
+    return kernels.follow_yaw(np.ascontiguousarray(vel, dtype=np.float64), float(yaw0),
+                              float(yaw_rate_max * dt), YAW_HOLD_SPEED)
 
 
 class PrimitiveLibrary:
@@ -181,7 +178,8 @@ class PrimitiveLibrary:
         S = cfg.n_samples
         self.t = np.linspace(0.0, (S - 1) * cfg.dt, S)
         self.T = float(self.t[-1])
-        self._basis = np.concatenate(quintic_basis(self.t, self.T))  # (3 S, 6): pos, vel, acc rows
+        # (6, 3 S): boundary values -> position, velocity and acceleration samples
+        self._basis = np.ascontiguousarray(np.concatenate(quintic_basis(self.t, self.T)).T)
         half = np.radians(cfg.yaw_half_span_deg)
         yaw_off = np.linspace(-half, half, cfg.n_yaw) if cfg.n_yaw > 1 else np.zeros(1)
         climb = np.linspace(-cfg.climb_rate_max, cfg.climb_rate_max, cfg.n_climb) if cfg.n_climb > 1 else np.zeros(1)
@@ -216,33 +214,36 @@ class PrimitiveLibrary:
         bound = np.empty((n, 6, 3))
         bound[:, 0], bound[:, 1], bound[:, 2] = p0, v0, a0
         bound[:, 3], bound[:, 4], bound[:, 5] = p1, v1, a1
-        # one GEMM for every primitive, axis and derivative: (3 S, 6) @ (6, n * 3)
-        out = self._basis @ bound.transpose(1, 0, 2).reshape(6, n * 3)
-        pos, vel, acc = out.reshape(3, self.t.size, n, 3).transpose(0, 2, 1, 3)
-
         # limits: never demand more than the limit or than the vehicle already has
         v_lim = max(cfg.v_max, float(np.linalg.norm(v0))) + 1e-6
         a_lim = max(cfg.a_max, float(np.linalg.norm(a0))) + 1e-6
-        v_bad = np.einsum("psd,psd->ps", vel, vel).max(axis=1) > v_lim * v_lim
-        a_bad = np.einsum("psd,psd->ps", acc, acc).max(axis=1) > a_lim * a_lim
+        B = self._brake_fractions.size
+        # one GEMM for every primitive, axis and derivative: (n * 3, 6) @ (6, 3 S)
+        samples = (bound.transpose(0, 2, 1).reshape(n * 3, 6) @ self._basis).reshape(n, 3, 3, self.t.size)
+        # the kept fan primitives, then B rows for the brakes
+        pos, vel, acc, v_bad, a_bad = kernels.select_fan(samples, v_lim * v_lim, a_lim * a_lim, B)
         keep = ~(v_bad | a_bad)
+        m = int(keep.sum())
         report = {"n_fan": int(n - is_goal.sum()), "n_goal": int(is_goal.sum()),
                   "n_discarded_velocity": int(v_bad.sum()),
                   "n_discarded_acceleration": int((a_bad & ~v_bad).sum())}
+        stop_time = np.full(m + B, np.inf)
+        if B:
+            stop_time[m:] = self._brakes(state, pos[m:], vel[m:], acc[m:])
 
-        parts = [(pos[keep], vel[keep], acc[keep], v1[keep], yaw_off[keep], climb[keep], speed[keep],
-                  np.zeros(int(keep.sum()), bool), is_goal[keep], np.full(int(keep.sum()), np.inf))]
-        if self._brake_fractions.size:
-            parts.append(self._brakes(state))
-        cat = [np.concatenate(x, axis=0) for x in zip(*parts)]
-        yaw = yaw_following_velocity(cat[1], float(wrap_angle(state.yaw)), cfg.dt,
-                                     np.radians(cfg.yaw_rate_max_deg_s))
-        report["n_brake"] = int(self._brake_fractions.size)
-        report["n_primitives"] = int(cat[0].shape[0])
-        return PrimitiveSet(t=self.t, pos=cat[0], vel=cat[1], acc=cat[2], yaw=yaw, end_vel=cat[3],
-                            yaw_offset=cat[4], climb_rate=cat[5], speed=cat[6], is_brake=cat[7],
-                            is_goal=cat[8], stop_time=cat[9], tail=self._tails(cat[0][:, -1], cat[1][:, -1]),
-                            report=report)
+        def pad(x: np.ndarray) -> np.ndarray:  # the kept fan rows, then zeros for the brakes
+            return np.concatenate([x[keep], np.zeros((B,) + x.shape[1:], x.dtype)])
+
+        is_brake = np.zeros(m + B, bool)
+        is_brake[m:] = True
+        yaw, heading_error = yaw_following_velocity(vel, float(wrap_angle(state.yaw)), cfg.dt,
+                                                    np.radians(cfg.yaw_rate_max_deg_s))
+        report["n_brake"] = int(B)
+        report["n_primitives"] = int(m + B)
+        return PrimitiveSet(t=self.t, pos=pos, vel=vel, acc=acc, yaw=yaw, end_vel=pad(v1),
+                            yaw_offset=pad(yaw_off), climb_rate=pad(climb), speed=pad(speed), is_brake=is_brake,
+                            is_goal=pad(is_goal), stop_time=stop_time, tail=self._tails(pos[:, -1], vel[:, -1]),
+                            heading_error=heading_error, report=report)
 
     def _tails(self, end_pos: np.ndarray, end_vel: np.ndarray) -> np.ndarray:
         """(P, n_tail, 3) points up to the stop from (end_pos, end_vel) with zero acceleration.
@@ -255,34 +256,25 @@ class PrimitiveLibrary:
         stop = (0.75 / decel) * np.linalg.norm(end_vel, axis=1, keepdims=True) * end_vel  # u^2 along v/u
         return end_pos[:, None, :] + frac[None, :, None] * stop[:, None, :]
 
-    def _brakes(self, state: VehicleState):
-        """Brake-to-rest primitives, one per brake fraction; hold at rest after stopping."""
+    def _brakes(self, state: VehicleState, pos: np.ndarray, vel: np.ndarray, acc: np.ndarray) -> np.ndarray:
+        """Fill ``pos``/``vel``/``acc`` (B, S, 3) with the brake-to-rest primitives, one per
+        brake fraction, holding at rest after stopping; return their stop times (B,) s."""
         cfg = self.config
         p0, v0, a0 = state.pos, state.vel, state.acc
-        B = self._brake_fractions.size
-        S = self.t.size
-        pos = np.broadcast_to(p0, (B, S, 3)).copy()
-        vel = np.zeros((B, S, 3))
-        acc = np.zeros((B, S, 3))
-        stop = np.zeros(B)
-        if np.linalg.norm(v0) > 1e-6 or np.linalg.norm(a0) > 1e-6:
-            T = self._brake_T
-            dv = -v0[None, :] - a0[None, :] * T[:, None]            # (NT, 3)
-            da = -a0[None, :]
-            c3 = -da / (3.0 * T[:, None]) + dv / T[:, None] ** 2
-            c4 = (0.5 * T[:, None] * da - dv) / (2.0 * T[:, None] ** 3)
-            tt = self._brake_tau[None, :, None] * T[:, None, None]  # (NT, K, 1)
-            a_t = a0 + 6.0 * c3[:, None, :] * tt + 12.0 * c4[:, None, :] * tt ** 2
-            peak = np.linalg.norm(a_t, axis=2).max(axis=1)           # (NT,)
-            for b, frac in enumerate(self._brake_fractions):
-                lim = max(frac * cfg.a_max, float(np.linalg.norm(a0))) + 1e-9
-                ok = np.flatnonzero(peak <= lim)
-                i = int(ok[0]) if ok.size else int(np.argmin(peak))
-                stop[b] = T[i]
-                tc = np.minimum(self.t, T[i])[:, None]
-                moving = (self.t < T[i])[:, None]
-                pos[b] = p0 + v0 * tc + 0.5 * a0 * tc ** 2 + c3[i] * tc ** 3 + c4[i] * tc ** 4
-                vel[b] = np.where(moving, v0 + a0 * tc + 3.0 * c3[i] * tc ** 2 + 4.0 * c4[i] * tc ** 3, 0.0)
-                acc[b] = np.where(moving, a0 + 6.0 * c3[i] * tc + 12.0 * c4[i] * tc ** 2, 0.0)
-        return (pos, vel, acc, np.zeros((B, 3)), np.zeros(B), np.zeros(B), np.zeros(B),
-                np.ones(B, bool), np.zeros(B, bool), stop)
+        stop = np.zeros(self._brake_fractions.size)
+        pos[:] = p0
+        vel[:] = 0.0
+        acc[:] = 0.0
+        if np.linalg.norm(v0) <= 1e-6 and np.linalg.norm(a0) <= 1e-6:
+            return stop
+        for b, frac in enumerate(self._brake_fractions):
+            lim = max(frac * cfg.a_max, float(np.linalg.norm(a0))) + 1e-9
+            T = self._brake_T[kernels.brake_duration(v0, a0, self._brake_T, self._brake_tau, lim)]
+            c3, c4 = kernels.brake_coefficients(v0, a0, T)
+            stop[b] = T
+            tc = np.minimum(self.t, T)[:, None]
+            moving = (self.t < T)[:, None]
+            pos[b] = p0 + v0 * tc + 0.5 * a0 * tc ** 2 + c3 * tc ** 3 + c4 * tc ** 4
+            vel[b] = np.where(moving, v0 + a0 * tc + 3.0 * c3 * tc ** 2 + 4.0 * c4 * tc ** 3, 0.0)
+            acc[b] = np.where(moving, a0 + 6.0 * c3 * tc + 12.0 * c4 * tc ** 2, 0.0)
+        return stop

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_nodes.planning.collision import CollisionResult
-from depth_nodes.planning.primitives import YAW_HOLD_SPEED, PrimitiveSet, wrap_angle
+from depth_nodes.planning.primitives import PrimitiveSet
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,7 @@ def primitive_costs(prims: PrimitiveSet, check: CollisionResult, *, start_yaw: f
     spare = check.min_clearance - check.required  # +inf when no obstacle was observed
     clearance = np.clip(1.0 - spare / weights.clearance_preferred, 0.0, 1.0)
     smoothness = np.linalg.norm(prims.end_vel - ref_end_vel, axis=1) / (2.0 * v_max)
-    vel = prims.vel
-    moving = np.hypot(vel[..., 0], vel[..., 1]) > YAW_HOLD_SPEED
-    off = np.abs(wrap_angle(np.arctan2(vel[..., 1], vel[..., 0]) - prims.yaw)) > fov_half_angle
-    fov = (off & moving).sum(axis=1) / max(prims.n_samples, 1)
+    fov = (prims.heading_error > fov_half_angle).sum(axis=1) / max(prims.n_samples, 1)
     unknown = check.unknown_fraction if penalise_unknown else np.zeros(len(prims))
     climb = np.abs(prims.climb_rate) / v_max
     stop = prims.is_brake.astype(np.float64)
