@@ -13,17 +13,21 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from depth_nodes.sim.materials import N_MATERIALS, Material
+from depth_nodes.sim.materials import N_MATERIALS
+from depth_nodes.sim.shade_kernel import quantize, shade_pixels
 
 TILE = 256                 #: texels per side of the periodic noise tiles
 FINE_TEXEL_M = 0.02        #: metres per texel of the fine tile
 COARSE_TEXEL_M = 0.3       #: metres per texel of the coarse tile
 _BLUR_SIGMA = 2.5         #: texel sigma of the prefiltered copy of the fine tile (a two-level mipmap)
 
-_REMAP_SAFE = 30000.0      # largest |texel coordinate| handed to cv2.remap without wrapping first
 _OFFSET = (np.arange(N_MATERIALS) * 17.3).astype(np.float32)  # decorrelates materials sharing a tile
 _ATLAS_ROWS = TILE + 2     # rows per material in a texture atlas: the tile and one wrapped row each side
 _ATLAS_ROW0 = (np.arange(N_MATERIALS) * _ATLAS_ROWS + 1).astype(np.float32)  # atlas row of texel v = 0
+_FINE_SCALE = np.float32(1.0 / FINE_TEXEL_M)       # fine texels per metre
+_COARSE_SCALE = np.float32(1.0 / COARSE_TEXEL_M)   # coarse texels per metre
+_MIN_FOOTPRINT_M = np.float32(1e-6)
+_SKY_GAMMA = np.float32(0.6)       # sky colour weight towards the zenith: sin(elevation) ** gamma
 
 # Base colours (dark, light) per material, linear-ish RGB in [0, 1].
 _PALETTE = np.array([
@@ -85,40 +89,35 @@ def _wrap_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _material_atlas(tiles: np.ndarray) -> np.ndarray:
-    """Stack per-material periodic tiles (N_MATERIALS, TILE, TILE[, C]) into one remap source.
+    """Stack per-material periodic tiles (N_MATERIALS, TILE, TILE[, C]) into one texture atlas.
 
     Tiles are stacked along v (rows); each gets one wrapped row above and below so a
     bilinear lookup never blends two materials. Along u the atlas is exactly TILE wide
-    and wraps through ``cv2.BORDER_WRAP``.
+    and lookups wrap (see :func:`depth_nodes.sim.shade_kernel.shade_pixels`).
     """
     pad = [(0, 0), (1, 1)] + [(0, 0)] * (tiles.ndim - 2)
     padded = np.pad(tiles.astype(np.float32), pad, mode="wrap")
     return np.ascontiguousarray(padded.reshape(N_MATERIALS * _ATLAS_ROWS, *tiles.shape[2:]))
 
 
-def _atlas_lookup(atlas: np.ndarray, u: np.ndarray, v: np.ndarray, row0: np.ndarray, texel_m: float) -> np.ndarray:
-    """Bilinear periodic lookup of the material tiles of ``atlas`` at world-metre coordinates (u, v).
+def texture_lod(footprint_m: np.ndarray) -> np.ndarray:
+    """Texture level of detail: log2 of the pixel footprint (metres, floored at 1e-6) in fine texels.
 
-    ``row0`` (same shape, float32) is the atlas row of texel v = 0 of each pixel's material tile.
+    numpy's vectorised ``log2`` is part of the look (the shading kernel takes its result),
+    so it is computed here rather than in compiled code.
     """
-    scale = np.float32(1.0 / texel_m)
-    mx = u * scale
-    if mx.size and max(-float(mx.min()), float(mx.max())) > _REMAP_SAFE:   # remap uses 16-bit integer parts
-        mx = np.mod(mx, TILE, dtype=np.float32)
-    my = v * scale
-    wraps = my * np.float32(1.0 / TILE)
-    np.floor(wraps, out=wraps)
-    wraps *= np.float32(TILE)
-    my -= wraps                   # in [0, TILE]
-    my += row0
-    return cv2.remap(atlas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    lod = np.maximum(footprint_m, _MIN_FOOTPRINT_M)
+    lod *= _FINE_SCALE
+    return np.log2(lod, out=lod)
 
 
-def _hash01(a: np.ndarray, b: np.ndarray, salt: int) -> np.ndarray:
-    """Deterministic pseudo-random value in [0, 1) per integer cell (a, b)."""
-    h = (a.astype(np.int64) * 73856093) ^ (b.astype(np.int64) * 19349663) ^ (salt * 83492791)
-    h = (h ^ (h >> 13)) * 1274126177
-    return ((h ^ (h >> 16)) & 0xFFFF).astype(np.float32) / 65536.0
+def _flat(name: str, a, shape: tuple[int, ...], dtype, channels: int = 0) -> np.ndarray:
+    """``a`` (``shape`` [+ (channels,)]) as a C-contiguous ``dtype`` array (N,) or (N, channels)."""
+    want = shape + ((channels,) if channels else ())
+    arr = np.asarray(a)
+    if arr.shape != want:
+        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype).reshape((-1, channels) if channels else (-1,))
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +141,7 @@ class Appearance:
     seed: int = 0
     _tiles: tuple = field(default=None, repr=False, compare=False)
     _atlas: tuple = field(init=False, default=None, repr=False, compare=False)
+    _sky: np.ndarray = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self):
         s = np.asarray(self.sun_dir, dtype=np.float64).reshape(3)
@@ -159,6 +159,11 @@ class Appearance:
         if self._tiles is None:
             object.__setattr__(self, "_tiles", _noise_tiles(np.random.default_rng([int(self.seed), 7])))
         object.__setattr__(self, "_atlas", self._mixed_atlases())
+        horizon, zenith = (np.asarray(c, np.float32) for c in (self.sky_horizon, self.sky_zenith))
+        if horizon.shape != (3,) or zenith.shape != (3,):
+            raise ValueError(f"sky_horizon and sky_zenith must be RGB 3-vectors, got shapes "
+                             f"{horizon.shape} and {zenith.shape}")
+        object.__setattr__(self, "_sky", np.stack([horizon, zenith - horizon]))  # sky = h + (z - h) * a
 
     def _mixed_atlases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Noise tiles premixed with each material's weights (texturing is linear in the tiles).
@@ -212,6 +217,39 @@ class Appearance:
         return replace(self, **kw)
 
     # -- shading ----------------------------------------------------------------
+    def radiance(self, t_hit: np.ndarray, points: np.ndarray, normals: np.ndarray, material: np.ndarray,
+                 footprint_m: np.ndarray, irradiance: np.ndarray, sky_sin: np.ndarray,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """Radiance (N, 3) float32 of N pixels (compiled; C-contiguous float32 inputs, uint8 ``material``).
+
+        Pixels with finite ``t_hit`` (N,) are surfaces at world ``points`` (N, 3) with unit
+        ``normals`` (N, 3), ``material`` (N,), ``footprint_m`` (N,) pixel size on the surface
+        (metres) and ``irradiance`` (N,); the others are sky, whose colour goes from horizon
+        to zenith with ``sky_sin`` (one per sky pixel, in order), the sine of the ray
+        elevation clipped to [0, 1]. Written into ``out`` (N, 3) if given.
+        """
+        n = len(t_hit)
+        if out is None:
+            out = np.empty((n, 3), np.float32)
+        arrays = {"t_hit": t_hit, "points": points, "normals": normals, "material": material,
+                  "footprint_m": footprint_m, "irradiance": irradiance, "sky_sin": sky_sin, "out": out}
+        for name, a in arrays.items():
+            want = (n, 3) if name in ("points", "normals", "out") else (n,)
+            if name == "sky_sin":
+                want = (len(sky_sin),)          # one per sky pixel, counted by the kernel
+            dtype = np.uint8 if name == "material" else np.float32
+            if a.shape != want or a.dtype != dtype or not a.flags.c_contiguous:
+                raise ValueError(f"{name} must be a C-contiguous {want} {np.dtype(dtype)} array, "
+                                 f"got {a.shape} {a.dtype} (contiguous: {a.flags.c_contiguous})")
+        fine_atlas, coarse_atlas, colors = self._atlas
+        n_sky = shade_pixels(t_hit, points, normals, material, footprint_m, texture_lod(footprint_m), irradiance,
+                             np.power(sky_sin, _SKY_GAMMA), fine_atlas, coarse_atlas, colors, _OFFSET, _ATLAS_ROW0,
+                             _FINE_SCALE, _COARSE_SCALE, self._sky, out)
+        if n_sky != len(sky_sin):
+            raise ValueError(f"sky_sin must hold one value per sky pixel (non-finite t_hit): {n_sky}, "
+                             f"got {len(sky_sin)}")
+        return out
+
     def albedo(self, points: np.ndarray, normals: np.ndarray, material: np.ndarray,
                footprint_m: np.ndarray, irradiance: np.ndarray | None = None) -> np.ndarray:
         """Surface colour (H, W, 3) float32 at world ``points`` (H, W, 3) with ``normals``.
@@ -220,80 +258,22 @@ class Appearance:
         fine texture (avoids aliasing that would differ between stereo views).
         ``irradiance`` (H, W), if given, scales the colour (returns reflected radiance).
         """
-        fine_atlas, coarse_atlas, colors = self._atlas
-        an = np.abs(normals)
-        flat = an[..., 2] >= np.maximum(an[..., 0], an[..., 1])
-        xface = an[..., 0] > an[..., 1]
-        # tri-planar: ground-like faces use (x, y), faces towards +-x use (y, z), others (x, z)
-        u = np.where(xface & ~flat, points[..., 1], points[..., 0])
-        v = np.where(flat, points[..., 1], points[..., 2])
-        mat = np.minimum(material, N_MATERIALS - 1)
-        off = np.take(_OFFSET, mat)
-        row0 = np.take(_ATLAS_ROW0, mat)
-        uo, vo = u + off, v + off
-        # blend weight towards the prefiltered tile: 0 up to 1.4 texels per pixel, 1 from 5.6
-        w_blur = np.maximum(footprint_m, np.float32(1e-6)) * np.float32(1.0 / FINE_TEXEL_M)
-        np.log2(w_blur, out=w_blur)
-        w_blur *= np.float32(0.5)
-        w_blur -= np.float32(0.25)
-        np.clip(w_blur, 0.0, 1.0, out=w_blur)
-        fine = _atlas_lookup(fine_atlas, uo, vo, row0, FINE_TEXEL_M)
-        t = _atlas_lookup(coarse_atlas, uo, vo, row0, COARSE_TEXEL_M)
-        sharp, blurred = fine[..., 0], fine[..., 1]
-        blurred -= sharp
-        blurred *= w_blur
-        t += sharp
-        t += blurred
-        self._patterns(t, u, v, mat, footprint_m)
-        np.clip(t, 0.0, 1.0, out=t)
-        # colour = (dark + (light - dark) * t) * irradiance, one channel at a time (no broadcasts)
-        if irradiance is not None:
-            t *= irradiance
-        color = np.empty(t.shape + (3,), np.float32)
-        for c in range(3):
-            np.multiply(np.take(colors[:, 3 + c], mat), t, out=color[..., c])
-            dark = np.take(colors[:, c], mat)
-            if irradiance is not None:
-                dark *= irradiance
-            color[..., c] += dark
-        return color
-
-    def _patterns(self, t: np.ndarray, u: np.ndarray, v: np.ndarray, mat: np.ndarray,
-                  footprint_m: np.ndarray) -> None:
-        """Add brick courses and floor tiles in place (only where those materials are).
-
-        Thin mortar/grout lines fade out where a pixel is wider than they are (anti-aliasing).
-        """
-        brick = mat == Material.BRICK
-        if brick.any():
-            bu, bv = u[brick] / 0.22, v[brick] / 0.075
-            row = np.floor(bv)
-            bu = bu + 0.5 * (row % 2)
-            col = np.floor(bu)
-            mortar = ((bv - row) < 0.13) | ((bu - col) < 0.05)
-            fade = np.clip(1.5 - footprint_m[brick] / 0.02, 0.0, 1.0)
-            tb = t[brick] + 0.45 * (_hash01(row, col, 1) - 0.5)
-            t[brick] = np.where(mortar, tb + (0.95 - tb) * fade, tb)
-        tile = mat == Material.FLOOR
-        if tile.any():
-            tu, tv = u[tile] / 0.5, v[tile] / 0.5
-            iu, iv = np.floor(tu), np.floor(tv)
-            grout = ((tu - iu) < 0.03) | ((tv - iv) < 0.03)
-            fade = np.clip(1.5 - footprint_m[tile] / 0.03, 0.0, 1.0)
-            tt = t[tile] + 0.3 * (_hash01(iu, iv, 2) - 0.5)
-            t[tile] = np.where(grout, tt + (0.05 - tt) * fade, tt)
-
-    def sky(self, dirs_world: np.ndarray) -> np.ndarray:
-        """Sky colour (..., 3) for world ray directions (any length)."""
-        d = dirs_world / np.linalg.norm(dirs_world, axis=-1, keepdims=True)
-        a = np.clip(d[..., 2], 0.0, 1.0)[..., None] ** 0.6
-        return self.sky_horizon + (self.sky_zenith - self.sky_horizon) * a
+        shape = np.shape(footprint_m)
+        fp = _flat("footprint_m", footprint_m, shape, np.float32)
+        irr = np.ones_like(fp) if irradiance is None else _flat("irradiance", irradiance, shape, np.float32)
+        nrm = _flat("normals", normals, shape, np.float32, 3)
+        color = self.radiance(np.zeros_like(fp), _flat("points", points, shape, np.float32, 3), nrm,
+                              _flat("material", material, shape, np.uint8), fp, irr, np.zeros(0, np.float32))
+        return color.reshape(*shape, 3)
 
     def to_uint8(self, radiance: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         """Exposure, sensor noise (``noise``: standard normal, same shape, or None) and 8-bit quantisation."""
-        img = radiance * np.float32(255.0 * self.exposure)
-        if noise is not None and self.noise_sigma > 0:
-            img += noise * np.float32(self.noise_sigma)
-        img += 0.5
-        np.clip(img, 0, 255, out=img)
-        return img.astype(np.uint8)
+        rad = np.ascontiguousarray(radiance, np.float32)
+        if noise is not None and np.shape(noise) != rad.shape:
+            raise ValueError(f"noise must have the radiance's shape {rad.shape}, got {np.shape(noise)}")
+        use_noise = noise is not None and self.noise_sigma > 0
+        flat_noise = np.ascontiguousarray(noise, np.float32).reshape(-1) if use_noise else np.zeros(0, np.float32)
+        out = np.empty(rad.shape, np.uint8)
+        quantize(rad.reshape(-1), np.float32(255.0 * self.exposure), flat_noise, np.float32(self.noise_sigma),
+                 out.reshape(-1))
+        return out

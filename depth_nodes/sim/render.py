@@ -8,9 +8,9 @@ depth along the optical axis (what depth images store), not the ray length.
 Visibility comes from the compiled z-buffer rasterizer (:mod:`depth_nodes.sim.raster`),
 which returns what ray casting these pixel rays would (exact depth and triangle id per
 pixel) at a fraction of the cost; Open3D ray casting remains for shadows, radar and
-distance queries. Shading is vectorised numpy/OpenCV; rasterizing (in interleaved
-row bands) and shading (in row blocks) run on one small thread pool
-(see :func:`default_shade_threads`).
+distance queries. Shading is compiled per pixel (:mod:`depth_nodes.sim.shade_kernel`);
+rasterizing (in interleaved row bands) and shading (in row blocks) run on one small
+thread pool (see :func:`default_shade_threads`).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from depth_nodes.camera import PinholeCamera
 from depth_nodes.geometry import check_pose, interpolate_pose, make_pose
 from depth_nodes.sim.appearance import Appearance
 from depth_nodes.sim.raster import TriangleRasterizer
+from depth_nodes.sim.shade_kernel import surface_geometry
 from depth_nodes.sim.world import RayHits, World
 
 
@@ -164,8 +165,8 @@ class CameraRenderer:
     def _radiance_many(self, views) -> list[np.ndarray]:
         """Radiance of several cast views ``[(hits, origin, dirs)]``, shaded in row blocks.
 
-        Pixels are independent, so blocks run on a thread pool (numpy and OpenCV release
-        the GIL); the result does not depend on the number of threads.
+        Pixels are independent, so blocks run on a thread pool (the kernels and numpy
+        release the GIL); the result does not depend on the number of threads.
         """
         h, w = self.shape
         n_threads = self._shade_threads
@@ -182,7 +183,7 @@ class CameraRenderer:
             px = slice(rows.start * w, rows.stop * w)
             part = RayHits(t_hit=hits.t_hit[px], material=hits.material[px], primitive=hits.primitive[px],
                            normals=hits.normals[px])
-            out[i][rows] = self._shade_rows(app, part, origin, dirs[px], rows)
+            self._shade_rows(app, part, origin, dirs[px], rows, out[i][rows].reshape(-1, 3))
 
         if n_threads <= 1 or len(blocks) == 1:
             for b in blocks:
@@ -191,35 +192,21 @@ class CameraRenderer:
             list(_shading_pool(n_threads).map(shade, blocks))
         return out
 
-    def _shade_rows(self, app: Appearance, hits: RayHits, origin, dirs, rows: slice) -> np.ndarray:
-        """Radiance (R, W, 3) of image rows ``rows`` from their hits and world ray directions."""
-        w = self.camera.width
-        shape = (rows.stop - rows.start, w)
-        hit = hits.hit
-        t = np.where(hit, hits.t_hit, np.float32(0.0))                   # depth along optical z, 0 on miss
-        pts = np.empty_like(dirs)
-        for k in range(3):
-            np.multiply(dirs[:, k], t, out=pts[:, k])
-            pts[:, k] += origin[k]
-        # pixel footprint on the surface: range / f, stretched by grazing incidence
-        cos_inc = np.abs(np.einsum("ij,ij->i", hits.normals, dirs))
-        cos_inc *= self._inv_ray_norm[rows].ravel()
-        np.clip(cos_inc, 0.25, 1.0, out=cos_inc)
-        footprint = t * self._ray_norm[rows].ravel()
-        footprint *= np.float32(1.0 / self.camera.fx)
-        footprint /= cos_inc
+    def _shade_rows(self, app: Appearance, hits: RayHits, origin, dirs, rows: slice, out: np.ndarray) -> None:
+        """Radiance of image rows ``rows`` into ``out`` (R * W, 3) from their hits and world ray directions."""
+        n = len(hits.t_hit)
+        pts = np.empty((n, 3), np.float32)
+        footprint, sky_sin = np.empty(n, np.float32), np.empty(n, np.float32)
+        n_sky = surface_geometry(hits.t_hit, hits.normals, dirs, origin, self._ray_norm[rows].reshape(n),
+                                 self._inv_ray_norm[rows].reshape(n), np.float32(1.0 / self.camera.fx), pts,
+                                 footprint, sky_sin)
         light = hits.normals @ app.sun_dir.astype(np.float32)
         np.clip(light, 0.0, 1.0, out=light)
         if app.shadows:
             light *= self._lit(pts, hits)
         light *= np.float32(app.sun)
         light += np.float32(app.ambient)
-        color = app.albedo(pts.reshape(*shape, 3), hits.normals.reshape(*shape, 3),
-                           hits.material.reshape(shape), footprint.reshape(shape), irradiance=light.reshape(shape))
-        miss = ~hit.reshape(shape)
-        if miss.any():
-            color[miss] = app.sky(dirs.reshape(*shape, 3)[miss])
-        return color
+        app.radiance(hits.t_hit, pts, hits.normals, hits.material, footprint, light, sky_sin[:n_sky], out=out)
 
     def _lit(self, pts: np.ndarray, hits: RayHits) -> np.ndarray:
         """1 where the sun is visible from the surface point, 0 in shadow (one ray per pixel)."""
