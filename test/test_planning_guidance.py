@@ -117,3 +117,30 @@ def test_min_gap_keeps_doorways_under_lintels_open_and_blocks_low_gaps():
         guidance_from_occupancy(occ, [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0, min_gap_m=-1.0)
     with pytest.raises(ValueError, match="occupied"):
         guidance_from_occupancy(occ[:, :, 0], [-2.0, -6.0, z0], vs, GOAL, cell=0.2, inflate_m=0.0)
+
+
+def test_guidance_from_map_reads_the_flight_band_of_a_tsdf_map():
+    """A wall with a doorway integrated into a real TSDF map: the cost-to-go leads through the door,
+    and a band above the wall's top sees no wall."""
+    from depth_nodes.camera import PinholeCamera
+    from depth_nodes.mapping.config import TsdfConfig
+    from depth_nodes.mapping.synthetic import Box, Scene, look_at
+    from depth_nodes.mapping.tsdf import TsdfMap
+    from depth_nodes.planning.guidance import guidance_from_map
+
+    # wall across x = 4 (0.2 m thick, 2 m high) from y = -6 to 3 and from 5 to 6: a doorway at y 3..5
+    scene = Scene(boxes=[Box((3.9, -6.0, 0.0), (4.1, 3.0, 2.0)), Box((3.9, 5.0, 0.0), (4.1, 6.0, 2.0))])
+    cam = PinholeCamera.from_fov(160, 120, 90.0)
+    m = TsdfMap(TsdfConfig(voxel_size=0.1))
+    for y in (-3.0, 0.0, 3.0):
+        T = look_at((0.0, y, 1.0), (4.0, y, 1.0))
+        assert m.integrate(scene.render_depth(cam, T), cam, T).accepted
+    here = np.array([0.0, 0.0, 1.0])
+    g = guidance_from_map(m, here, GOAL, inflate_m=0.25, z_band=(0.2, 1.8), min_gap_m=0.8)
+    straight = np.hypot(GOAL[0] - here[0], GOAL[1] - here[1])
+    via_door = np.hypot(4.0, 4.0) + np.hypot(6.0, 4.0)
+    assert g.query(here[None])[0] == pytest.approx(via_door, rel=0.15)
+    above = guidance_from_map(m, here, GOAL, inflate_m=0.25, z_band=(2.3, 3.5), min_gap_m=0.8)
+    assert above.query(here[None])[0] == pytest.approx(straight, rel=0.05)
+    with pytest.raises(ValueError, match="z_band"):
+        guidance_from_map(m, here, GOAL, 0.25, (1.0, 1.0), 0.8)

@@ -34,15 +34,10 @@ DEPTH_SOURCES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
 ESDF_MAX_DISTANCE_M = 1.0
 #: With ground-truth depth, NaN pixels count as free up to this range (m): see _planner_config.
 GT_NO_RETURN_FREE_M = 10.0
-#: Goal guidance (a 2-D geodesic cost-to-go): rebuilt every this many control steps, on
-#: cells of this size (m), from the occupied voxels of the planner's altitude band (a cell
-#: is passable when it keeps a vertical gap of the vehicle's clearance diameter: doorways
-#: under lintels stay open), over the box around the vehicle and the goal grown by the
-#: margin (m) and at most the radius (m) from the vehicle (the map forgets farther blocks anyway).
+#: Goal guidance (a 2-D geodesic cost-to-go, :func:`~depth_nodes.planning.guidance.guidance_from_map`
+#: over the planner's altitude band; a cell is passable when it keeps a vertical gap of the
+#: vehicle's clearance diameter, so doorways under lintels stay open): rebuilt every this many steps.
 GUIDANCE_EVERY_N = 5
-GUIDANCE_CELL_M = 0.2
-GUIDANCE_MARGIN_M = 6.0
-GUIDANCE_RADIUS_M = 25.0
 #: Flight ceiling above the start height (m): keeps the vehicle out of forest canopies,
 #: where an estimated depth that misses a crown ends the flight.
 CEILING_ABOVE_START_M = 2.0
@@ -178,26 +173,11 @@ def _planner_config(cfg: FlightConfig, start_z: float = 1.5):
                          depth_timeout_s=3.0 / cfg.control_rate_hz, odom_timeout_s=3.0 / cfg.control_rate_hz)
 
 
-def build_guidance(tsdf, pos: np.ndarray, goal: np.ndarray, inflate_m: float, z_band: tuple[float, float],
-                   min_gap_m: float):
-    """:class:`~depth_nodes.planning.guidance.GoalGuidance` from the map's occupied voxels
-    with world z in ``z_band`` (the planner's altitude limits), around the vehicle and the
-    goal (see the ``GUIDANCE_*`` constants); a cell is blocked without a ``min_gap_m`` free gap."""
-    from depth_nodes.planning.guidance import guidance_from_occupancy
-
-    vs = tsdf.config.voxel_size
-    lo = np.maximum(np.minimum(pos[:2], goal[:2]) - GUIDANCE_MARGIN_M, pos[:2] - GUIDANCE_RADIUS_M)
-    hi = np.minimum(np.maximum(pos[:2], goal[:2]) + GUIDANCE_MARGIN_M, pos[:2] + GUIDANCE_RADIUS_M)
-    lo_idx = np.floor(np.append(lo, z_band[0]) / vs).astype(np.int64)
-    hi_idx = np.ceil(np.append(hi, z_band[1]) / vs).astype(np.int64)
-    occupied, _ = tsdf.occupancy_window(lo_idx, hi_idx - lo_idx + 1)
-    return guidance_from_occupancy(occupied, lo_idx * vs, vs, goal, GUIDANCE_CELL_M, inflate_m, min_gap_m)
-
-
 def run_flight(cfg: FlightConfig) -> FlightResult:
     """Fly one trial; deterministic in ``cfg``."""
     from depth_nodes.mapping.config import TsdfConfig
     from depth_nodes.mapping.tsdf import TsdfMap
+    from depth_nodes.planning.guidance import guidance_from_map
     from depth_nodes.planning.planner import PrimitivePlanner
     from depth_nodes.planning.state import DepthFrame
     from depth_nodes.planning.state import VehicleState as PlanState
@@ -252,7 +232,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
         w4, c4 = time.perf_counter(), time.process_time()
         rebuild = len(series["plan_ms"]) % GUIDANCE_EVERY_N == 0
         if rebuild:
-            guidance = build_guidance(tsdf, s.pos, goal, cfg.robot_radius, z_band, 2.0 * clearance)
+            guidance = guidance_from_map(tsdf, s.pos, goal, cfg.robot_radius, z_band, 2.0 * clearance)
         w5, c5 = time.perf_counter(), time.process_time()
         if rebuild:
             series["guidance_ms"].append((w5 - w4) * 1e3)

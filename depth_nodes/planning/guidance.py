@@ -20,6 +20,11 @@ from depth_nodes.planning.distance import as_points
 
 #: Largest grid accepted (cells).
 MAX_CELLS = 2_000_000
+#: :func:`guidance_from_map` defaults: cell size (m), margin around the vehicle and the
+#: goal (m), most reach from the vehicle (m; a sliding-window map forgets farther blocks anyway).
+GUIDANCE_CELL_M = 0.2
+GUIDANCE_MARGIN_M = 6.0
+GUIDANCE_RADIUS_M = 25.0
 
 
 class GoalGuidance:
@@ -124,3 +129,25 @@ def _longest_free_run(layers: np.ndarray) -> np.ndarray:
         run = np.where(layers[:, :, z], 0, run + 1)
         np.maximum(best, run, out=best)
     return best
+
+
+def guidance_from_map(tsdf, pos, goal, inflate_m: float, z_band: tuple[float, float], min_gap_m: float | None,
+                      cell_m: float = GUIDANCE_CELL_M, margin_m: float = GUIDANCE_MARGIN_M,
+                      radius_m: float = GUIDANCE_RADIUS_M) -> GoalGuidance:
+    """:class:`GoalGuidance` from a TSDF map's occupied voxels with world z in ``z_band``
+    (the planner's altitude limits, metres), over the box around the vehicle ``pos`` and the
+    ``goal`` grown by ``margin_m`` and at most ``radius_m`` from the vehicle; a cell is blocked
+    without a ``min_gap_m`` free vertical gap. ``tsdf``: anything with ``config.voxel_size``
+    and ``occupancy_window(lo, shape)`` (a :class:`~depth_nodes.mapping.tsdf.TsdfMap`)."""
+    pos = finite_vector(pos, 3, "pos")
+    goal = finite_vector(goal, 3, "goal")
+    z0, z1 = (finite_scalar(z, "z_band") for z in z_band)
+    if z1 <= z0:
+        raise ValueError(f"z_band must be (low, high) with high > low, got {tuple(z_band)}")
+    vs = tsdf.config.voxel_size
+    lo = np.maximum(np.minimum(pos[:2], goal[:2]) - margin_m, pos[:2] - radius_m)
+    hi = np.minimum(np.maximum(pos[:2], goal[:2]) + margin_m, pos[:2] + radius_m)
+    lo_idx = np.floor(np.append(lo, z0) / vs).astype(np.int64)
+    hi_idx = np.ceil(np.append(hi, z1) / vs).astype(np.int64)
+    occupied, _ = tsdf.occupancy_window(lo_idx, hi_idx - lo_idx + 1)
+    return guidance_from_occupancy(occupied, lo_idx * vs, vs, goal, cell_m, inflate_m, min_gap_m)

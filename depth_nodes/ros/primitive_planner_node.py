@@ -11,7 +11,8 @@ Subscribes ``odom`` (nav_msgs/Odometry; twist in base_link), ``goal_pose``
 (geometry_msgs/PoseStamped in ``map``; without a goal the planner explores
 forward), ``depth/image`` + ``depth/camera_info`` (newest frame, for the
 depth-image collision check). It plans with
-:class:`depth_nodes.planning.PrimitivePlanner` (``trigger``: ``depth`` = once per
+:class:`depth_nodes.planning.PrimitivePlanner`, steered toward the goal by a geodesic
+guidance rebuilt from the map every ``guidance_period_s`` (``trigger``: ``depth`` = once per
 new depth frame as soon as odometry reaches its stamp, the ``rate_hz`` timer
 then only plans, i.e. brakes, when depth is older than ``depth_timeout_s``;
 ``timer`` = at ``rate_hz`` on the newest frame) and publishes
@@ -39,6 +40,7 @@ from depth_nodes.geometry import finite_vector, rot_to_yaw
 from depth_nodes.mapping.mapper import Mapper
 from depth_nodes.mapping.pose_buffer import PoseBuffer
 from depth_nodes.params import Param
+from depth_nodes.planning.guidance import GoalGuidance, guidance_from_map
 from depth_nodes.planning.planner import PlannerConfig, PlanResult, PrimitivePlanner
 from depth_nodes.planning.primitives import PrimitiveLibraryConfig
 from depth_nodes.planning.state import DepthFrame, VehicleState
@@ -73,6 +75,12 @@ PARAMS: tuple[Param, ...] = (
     Param("esdf_slack_m", 0.4, "The mapper extracts the distance window after each integration, this much larger "
           "(metres), and a cycle reuses it while the vehicle stays within the slack; 0: every cycle extracts its own "
           "window (and waits for an integration in progress).", 0.0, 5.0),
+    Param("guidance_period_s", 0.5, "Rebuild the goal guidance (geodesic cost-to-go around mapped obstacles, "
+          "so the vehicle finds the way around walls) this often (seconds); 0: straight-line progress only.",
+          0.0, 10.0),
+    Param("min_altitude", 0.2, "Lowest world z a primitive may reach (metres).", -1000.0, 10000.0),
+    Param("max_altitude", 0.0, "Flight ceiling, world z (metres); 0: none (the guidance then spans up to 2 m "
+          "above the vehicle).", -1000.0, 10000.0),
     Param("max_marker_primitives", 100, "Most candidates drawn in planner/primitives (0: none).", 0, 1000),
 )
 
@@ -90,7 +98,8 @@ def planner_config_from_params(node: BaseNode) -> PlannerConfig:
     library = PrimitiveLibraryConfig(speeds=speeds, horizon_s=p("horizon_s"), v_max=p("v_max"), a_max=p("a_max"))
     return PlannerConfig(robot_radius=p("robot_radius"), margin=p("margin"), library=library,
                          unknown_policy=p("unknown_policy"), depth_timeout_s=p("depth_timeout_s"),
-                         odom_timeout_s=p("odom_timeout_s"), goal_tolerance=p("goal_tolerance"))
+                         odom_timeout_s=p("odom_timeout_s"), goal_tolerance=p("goal_tolerance"),
+                         min_altitude=p("min_altitude"), max_altitude=p("max_altitude") or None)
 
 
 def marker_indices(result: PlanResult, limit: int) -> np.ndarray:
@@ -136,6 +145,7 @@ class PrimitivePlannerNode(BaseNode):
         # are coalesced into one cycle on the newest (a late planner never works through a backlog)
         self._plan_guard = self.create_guard_condition(self._on_plan_guard)
         self.last_result: PlanResult | None = None
+        self._guidance: tuple[float, GoalGuidance] | None = None  # (built at, guidance toward self.goal)
         self.create_subscription(Odometry, "odom", self._on_odom, SENSOR_QOS)
         # volatile for goals clicked in RViz; transient local for a latched goal published before we started
         # (a transient-local subscription would not match volatile publishers)
@@ -182,6 +192,7 @@ class PrimitivePlannerNode(BaseNode):
         if self.goal is not None and np.array_equal(goal, self.goal):
             return  # the same goal again (a latched goal arrives on both subscriptions)
         self.goal = goal
+        self._guidance = None
         self.planner.reset()
         self.get_logger().info(f"new goal {np.round(goal, 2).tolist()}")
 
@@ -247,8 +258,10 @@ class PrimitivePlannerNode(BaseNode):
             with self.stage("esdf") as esdf_timer:
                 esdf, esdf_cached = self.mapper.esdf_near(state.pos, self.half_extent,
                                                           self.param("esdf_max_distance_m"))
+            guidance = self._current_guidance(state.pos, now)
             with self.stage("plan"):
-                result = self.planner.plan(state, now, self.goal, esdf, frame, odom_stamp=odom_stamp)
+                result = self.planner.plan(state, now, self.goal, esdf, frame, odom_stamp=odom_stamp,
+                                           guidance=guidance)
         except ValueError as exc:  # e.g. a vehicle position far outside the map's index range
             # never leave the vehicle on its old command: brake (the planner without map or
             # depth input always returns its best brake primitive)
@@ -277,6 +290,22 @@ class PrimitivePlannerNode(BaseNode):
                            **{k: round(float(v), 3) for k, v in result.timings_ms.items()}},
         })
         return result
+
+    def _current_guidance(self, pos: np.ndarray, now: float) -> GoalGuidance | None:
+        """The goal guidance, rebuilt from the map every ``guidance_period_s`` (None without a goal)."""
+        period = self.param("guidance_period_s")
+        if self.goal is None or period <= 0:
+            return None
+        if self._guidance is None or not 0 <= now - self._guidance[0] < period:
+            cfg = self.config
+            low = cfg.min_altitude if cfg.min_altitude is not None else pos[2] - 2.0
+            high = cfg.max_altitude if cfg.max_altitude is not None else pos[2] + 2.0
+            band = (low, max(high, low + 1.0))
+            with self.stage("guidance"):
+                guidance = guidance_from_map(self.mapper.tsdf, pos, self.goal, cfg.robot_radius, band,
+                                             2.0 * (cfg.robot_radius + cfg.margin))
+            self._guidance = (now, guidance)
+        return self._guidance[1]
 
     def _publish_status(self, status: dict) -> None:
         self.status_pub.publish(String(data=json.dumps(status)))
