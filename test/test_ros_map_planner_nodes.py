@@ -279,7 +279,7 @@ def test_planning_error_still_commands_a_brake(rig, monkeypatch):
     def broken_esdf(*_a, **_k):
         raise ValueError("vehicle outside the map's index range")
 
-    monkeypatch.setattr(planner.mapper, "esdf", broken_esdf)
+    monkeypatch.setattr(planner.mapper, "esdf_near", broken_esdf)
     vehicle.twist = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     vehicle.trajs.clear()
     try:

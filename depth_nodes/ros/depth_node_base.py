@@ -201,8 +201,11 @@ class DepthNodeBase(BaseNode):
         # the info first: consumers keep the newest info and reject a depth image before one
         self.pub_info.publish(pinhole_to_camera_info_msg(out.camera, header=h))
         self.pub_depth.publish(array_to_image_msg(out.depth, "32FC1", header=h))
-        self.pub_confidence.publish(array_to_image_msg(out.confidence, "32FC1", header=h))
-        if self.pub_points is not None:
+        # confidence and points are only serialised for someone listening (rclpy serialises
+        # every publish, and this is on the camera-to-trajectory path)
+        if self.pub_confidence.get_subscription_count() > 0:
+            self.pub_confidence.publish(array_to_image_msg(out.confidence, "32FC1", header=h))
+        if self.pub_points is not None and self.pub_points.get_subscription_count() > 0:
             s = self.param("points_stride")
             pts = out.camera.unproject(out.depth, keep_invalid=True)[::s, ::s].reshape(-1, 3)
             pts = pts[np.isfinite(pts[:, 2])]

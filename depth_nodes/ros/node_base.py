@@ -118,7 +118,9 @@ def run_node(factory, args=None) -> int:
     try:
         made = factory(context)
         nodes = list(made) if isinstance(made, (list, tuple)) else [made]
-        executor = MultiThreadedExecutor(context=context)
+        # a thread per node and one spare: a long callback of one node (a TSDF integration)
+        # must not hold up another node's short ones (the planning cycle)
+        executor = MultiThreadedExecutor(num_threads=max(2, len(nodes) + 1), context=context)
         for n in nodes:
             executor.add_node(n)
         executor.spin()

@@ -11,8 +11,8 @@ Subscribes ``odom`` (nav_msgs/Odometry; twist in base_link), ``goal_pose``
 (geometry_msgs/PoseStamped in ``map``; without a goal the planner explores
 forward), ``depth/image`` + ``depth/camera_info`` (newest frame, for the
 depth-image collision check). It plans with
-:class:`depth_nodes.planning.PrimitivePlanner`, steered toward the goal by a geodesic
-guidance rebuilt from the map every ``guidance_period_s`` (``trigger``: ``depth`` = once per
+:class:`depth_nodes.planning.PrimitivePlanner`, optionally steered toward the goal by a
+geodesic guidance rebuilt from the map every ``guidance_period_s`` (``trigger``: ``depth`` = once per
 new depth frame as soon as odometry reaches its stamp, the ``rate_hz`` timer
 then only plans, i.e. brakes, when depth is older than ``depth_timeout_s``;
 ``timer`` = at ``rate_hz`` on the newest frame) and publishes
@@ -75,9 +75,9 @@ PARAMS: tuple[Param, ...] = (
     Param("esdf_slack_m", 0.4, "The mapper extracts the distance window after each integration, this much larger "
           "(metres), and a cycle reuses it while the vehicle stays within the slack; 0: every cycle extracts its own "
           "window (and waits for an integration in progress).", 0.0, 5.0),
-    Param("guidance_period_s", 0.5, "Rebuild the goal guidance (geodesic cost-to-go around mapped obstacles, "
-          "so the vehicle finds the way around walls) this often (seconds); 0: straight-line progress only.",
-          0.0, 10.0),
+    Param("guidance_period_s", 0.0, "Rebuild the goal guidance (geodesic cost-to-go around mapped obstacles, as "
+          "eval flight uses) this often (seconds); 0: straight-line progress. Off by default: in the live graph it "
+          "still stalls the vehicle on some small worlds.", 0.0, 10.0),
     Param("min_altitude", 0.2, "Lowest world z a primitive may reach (metres).", -1000.0, 10000.0),
     Param("max_altitude", 0.0, "Flight ceiling, world z (metres); 0: none (the guidance then spans up to 2 m "
           "above the vehicle).", -1000.0, 10000.0),
