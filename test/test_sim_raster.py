@@ -75,7 +75,8 @@ def test_raster_matches_open3d_raycast(worlds, kind):
         assert prim_ok >= 0.995, f"{kind}: triangle ids agree on {prim_ok:.4f}"
 
 
-@pytest.mark.parametrize("cam", [RIG.camera, PinholeCamera.from_fov(161, 121, 70.0), PinholeCamera.from_fov(7, 5, 120.0)],
+@pytest.mark.parametrize("cam", [RIG.camera, PinholeCamera.from_fov(161, 121, 70.0),
+                                 PinholeCamera.from_fov(7, 5, 120.0)],
                          ids=["320x240", "161x121", "7x5"])
 def test_other_camera_sizes_match_raycast(worlds, cam):
     """Full size, sizes that leave partial tiles, and a tiny image."""

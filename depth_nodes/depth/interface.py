@@ -209,4 +209,5 @@ def make_estimator(mode: str, runtime: str = "auto", device: str = "cpu", weight
         return SgbmEstimator(**options)
     from depth_nodes.depth.runtime import make_network_estimator
 
-    return make_network_estimator(mode, runtime=resolve_runtime(runtime, device), device=device, weights=weights, **options)
+    return make_network_estimator(mode, runtime=resolve_runtime(runtime, device), device=device, weights=weights,
+                                  **options)

@@ -175,6 +175,8 @@ class Mapper:
         with self._lock:
             out = self._map.stats()
             out["frames_refused_no_pose"] = self.frames_refused
+            out["esdf_windows_reused"] = self.esdf_cache_hits
+            out["esdf_windows_extracted_on_demand"] = self.esdf_cache_misses
         out["odometry_samples"] = len(self.poses)
         return out
 
