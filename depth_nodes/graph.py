@@ -19,8 +19,13 @@ LAUNCH_ARGS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "lockstep": ("true", "Simulator waits for the planner after each camera frame (false: real time).",
                  ("true", "false")),
     "depth_source": ("estimate", "Planner depth input: estimate (the depth node of `mode`) or gt (the "
-                     "simulator's ground_truth/depth; starts no depth node, needs use_sim:=true).",
+                     "simulator's ground_truth/depth; starts no depth node, needs use_sim:=true or a "
+                     "simulated bag:=...).",
                      ("estimate", "gt")),
+    "bag": ("", "rosbag2 to replay into the graph (bag_player publishes its /clock; every node then runs "
+            "on simulated time). Needs use_sim:=false. Empty: no replay.", None),
+    "bag_rate": ("1.0", "Playback speed factor of bag:=... (bag_player's rate).", None),
+    "bag_topics": ("", "Comma-separated bag topics to replay; empty = every topic of the bag.", None),
     "namespace": ("", "Namespace for every node (e.g. drone1).", None),
     "config": ("", "Parameter file; empty means the package's config/mav_nav.yaml.", None),
     "rviz": ("false", "Start RViz with rviz/mav_nav.rviz (needs a ROS 2 install).", ("true", "false")),
@@ -62,9 +67,23 @@ def parse_launch_args(overrides: dict[str, str] | None = None) -> dict[str, str]
     if not args["seed"].lstrip("-").isdigit():
         raise ValueError(f"launch argument seed:={args['seed']!r} must be an integer")
     parse_extent(args["extent"])
-    if args["depth_source"] == "gt" and args["use_sim"] != "true":
-        raise ValueError("launch argument depth_source:=gt needs use_sim:=true (ground truth comes from sim_node)")
+    if args["depth_source"] == "gt" and args["use_sim"] != "true" and not args["bag"]:
+        raise ValueError("launch argument depth_source:=gt needs use_sim:=true or a simulated bag:=... "
+                         "(ground truth comes from the simulator)")
+    if args["bag"] and args["use_sim"] == "true":
+        raise ValueError("launch argument bag:=... needs use_sim:=false (the bag, not sim_node, owns /clock)")
+    try:
+        rate = float(args["bag_rate"])
+    except ValueError:
+        rate = float("nan")
+    if not 0.01 <= rate <= 100.0:
+        raise ValueError(f"launch argument bag_rate:={args['bag_rate']!r} must be a number in [0.01, 100]")
     return args
+
+
+def uses_sim_time(args: dict[str, str]) -> bool:
+    """Whether the nodes follow /clock: from the live simulator or from a replayed bag."""
+    return args["use_sim"] == "true" or bool(args["bag"])
 
 
 def parse_extent(text: str) -> list[float]:
@@ -89,8 +108,11 @@ def default_config_path() -> Path:
 def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     """The nodes to start for the given (parsed) launch arguments."""
     use_sim = args["use_sim"] == "true"
-    common = {"use_sim_time": use_sim}
+    common = {"use_sim_time": uses_sim_time(args)}
     nodes: list[NodeSpec] = []
+    if args["bag"]:
+        nodes.append(NodeSpec("bag_player", "bag_player", {
+            "bag": args["bag"], "rate": float(args["bag_rate"]), "topics": args["bag_topics"]}))
     if use_sim:
         nodes.append(NodeSpec("sim_node", "sim_node", {
             **common, "world": args["world"], "seed": int(args["seed"]), "density": args["density"],

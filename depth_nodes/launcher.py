@@ -154,11 +154,21 @@ def cmd_launch(args) -> int:
     try:
         group.start()
         reason = group.wait(timeout_s=args.duration)
+        first_exit = {c.name: c.proc.returncode for c in children if c.proc is not None and c.proc.poll() is not None}
         codes = group.stop()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     log.info("graph stopped (%s): %s", reason, codes)
+    return launch_exit_code(reason, first_exit)
+
+
+def launch_exit_code(reason: str, first_exit: dict[str, int | None]) -> int:
+    """Exit status of `depth-nodes launch`: 0 after a signal, the time limit or a bag played to its
+    end (bag_player exits 0 at the end of the bag, like ``ros2 bag play``); 1 when a node died."""
+    if reason == "child_exit" and first_exit == {"bag_player": 0}:
+        log.info("the bag has been played to its end")
+        return 0
     return 0 if reason in ("signal", "timeout") else 1
 
 

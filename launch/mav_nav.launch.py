@@ -1,10 +1,11 @@
 """ros2 launch depth_nodes mav_nav.launch.py [use_sim:=true] [mode:=mono|stereo] [world:=forest] [rviz:=true]
-    [depth_source:=estimate|gt] [density:=sparse] [extent:=14x8] [lockstep:=false]
+    [depth_source:=estimate|gt] [density:=sparse] [extent:=14x8] [lockstep:=false] [bag:=DIR]
 
 Perception and planning for a MAV: depth estimation (mono+radar or stereo), the
 TSDF mapper and the motion-primitive planner; with use_sim:=true also the live
 simulator on simulated time (depth_source:=gt feeds the planner the simulator's
-ground-truth depth instead of a depth node). The node list, parameters and
+ground-truth depth instead of a depth node); with bag:=DIR a bag_player replays a
+recorded bag into the same nodes on the bag's clock. The node list, parameters and
 remappings come from depth_nodes.graph, which `depth-nodes launch mav_nav` uses too.
 """
 from launch import LaunchDescription
@@ -28,7 +29,7 @@ def _graph_actions(context):
     if args["rviz"] == "true":
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
                             arguments=["-d", str(graph.share_file("rviz/mav_nav.rviz"))],
-                            parameters=[{"use_sim_time": args["use_sim"] == "true"}], output="screen"))
+                            parameters=[{"use_sim_time": graph.uses_sim_time(args)}], output="screen"))
     return actions
 
 

@@ -44,6 +44,33 @@ def test_depth_source_gt_remaps_the_planner_and_starts_no_depth_node():
         graph.parse_launch_args({"depth_source": "gt", "use_sim": "false"})
 
 
+def test_bag_replay_adds_a_player_and_simulated_time():
+    nodes = graph.build_graph(graph.parse_launch_args({"use_sim": "false", "bag": "/data/flight", "bag_rate": "0.5",
+                                                        "bag_topics": "odom,camera/image_raw"}))
+    assert [n.name for n in nodes] == ["bag_player", "mono_depth_node", "primitive_planner_node"]
+    assert nodes[0].parameters == {"bag": "/data/flight", "rate": 0.5, "topics": "odom,camera/image_raw"}
+    assert all(n.parameters.get("use_sim_time") is True for n in nodes[1:])  # the bag owns /clock
+    # planning on a simulated bag's ground-truth depth
+    gt = graph.build_graph(graph.parse_launch_args({"use_sim": "false", "bag": "b", "depth_source": "gt"}))
+    assert [n.name for n in gt] == ["bag_player", "primitive_planner_node"]
+    assert dict(gt[1].remappings)["depth/image"] == "ground_truth/depth"
+    assert graph.uses_sim_time(graph.parse_launch_args({"use_sim": "false"})) is False
+    with pytest.raises(ValueError, match="needs use_sim:=false"):
+        graph.parse_launch_args({"bag": "b"})
+    for bad in ("0", "fast", "1000"):
+        with pytest.raises(ValueError, match="bag_rate"):
+            graph.parse_launch_args({"use_sim": "false", "bag": "b", "bag_rate": bad})
+
+
+def test_launch_ends_cleanly_when_the_bag_is_played():
+    from depth_nodes.launcher import launch_exit_code
+
+    assert launch_exit_code("child_exit", {"bag_player": 0}) == 0
+    assert launch_exit_code("child_exit", {"bag_player": 1}) == 1
+    assert launch_exit_code("child_exit", {"mono_depth_node": 0}) == 1  # a node died: an error
+    assert launch_exit_code("signal", {}) == 0 and launch_exit_code("timeout", {}) == 0
+
+
 def test_sim_world_arguments_reach_sim_node():
     sim = graph.build_graph(graph.parse_launch_args({"density": "sparse", "extent": "14x8", "lockstep": "false"}))[0]
     assert sim.parameters["density"] == "sparse" and sim.parameters["extent_m"] == [14.0, 8.0]
