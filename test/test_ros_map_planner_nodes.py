@@ -148,6 +148,29 @@ def test_trajectory_stamped_and_stops_before_wall(rig):
     assert [m.id for m in strips if m.scale.x > 0.05] == [result.index]
 
 
+def test_path_and_markers_are_built_only_for_subscribers(rig, monkeypatch):
+    ex, _, planner, vehicle, _, _ = rig
+    built = []
+    original = planner.primitive_markers
+    monkeypatch.setattr(planner, "primitive_markers", lambda *a: built.append(1) or original(*a))
+    vehicle.goal_pub.publish(pose_to_pose_stamped_msg(pose_from_xyz_yaw([6.0, 0.0, 1.5], 0.0), stamp=vehicle.now()))
+    n0 = len(vehicle.trajs)
+    assert spin_until(ex, lambda: len(vehicle.trajs) >= n0 + 3, timeout_s=15.0, tick=vehicle.tick)
+    assert built == []  # nobody listens: no MarkerArray was assembled
+    markers, paths = [], []
+    from nav_msgs.msg import Path as PathMsg
+    from visualization_msgs.msg import MarkerArray
+
+    subs = [vehicle.node.create_subscription(MarkerArray, "planner/primitives", markers.append, 10),
+            vehicle.node.create_subscription(PathMsg, "planner/path", paths.append, 10)]
+    try:
+        assert spin_until(ex, lambda: markers and paths, timeout_s=15.0, tick=vehicle.tick)
+        assert built and len(markers[-1].markers) > 1 and len(paths[-1].poses) > 5
+    finally:
+        for sub in subs:
+            vehicle.node.destroy_subscription(sub)
+
+
 def test_nan_depth_rejected_map_unchanged(rig):
     ex, mapper, _, vehicle, _, _ = rig
     vehicle.depth_mode = "nan"

@@ -11,6 +11,7 @@ A node built on ``BaseNode`` gets
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -22,6 +23,8 @@ from depth_nodes.params import Param, with_common
 from depth_nodes.telemetry import LatencyStats, RateMeter, RejectionLog, StageTimer
 
 #: Streams: a late frame is dropped, never queued behind newer ones.
+#: GIL switch interval of a process hosting several nodes (s; CPython's default is 0.005).
+COMPOSED_SWITCH_INTERVAL_S = 0.0005
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -118,6 +121,11 @@ def run_node(factory, args=None) -> int:
     try:
         made = factory(context)
         nodes = list(made) if isinstance(made, (list, tuple)) else [made]
+        if len(nodes) > 1:
+            # composed nodes share the GIL: a thread coming back from a GIL-free kernel (Open3D,
+            # numba) waits up to the switch interval for a thread running Python; at the default
+            # 5 ms a TSDF integration (dozens of such returns) stretched several-fold
+            sys.setswitchinterval(COMPOSED_SWITCH_INTERVAL_S)
         # a thread per node and one spare: a long callback of one node (a TSDF integration)
         # must not hold up another node's short ones (the planning cycle)
         executor = MultiThreadedExecutor(num_threads=max(2, len(nodes) + 1), context=context)

@@ -276,8 +276,11 @@ class PrimitivePlannerNode(BaseNode):
         self.last_result = result
         traj = restamp(result.trajectory, now)
         self.traj_pub.publish(trajectory_to_msg(traj))
-        self.path_pub.publish(trajectory_to_path_msg(traj))
-        self.markers_pub.publish(self.primitive_markers(result, make_header(now, "map")))
+        # the visual outputs are built only for subscribers (thousands of points per cycle)
+        if self.path_pub.get_subscription_count():
+            self.path_pub.publish(trajectory_to_path_msg(traj))
+        if self.markers_pub.get_subscription_count():
+            self.markers_pub.publish(self.primitive_markers(result, make_header(now, "map")))
         self.status_message = f"{result.status.value}: {result.reason}"
         self._publish_status({
             "status": result.status.value, "reason": result.reason, "stamp": now,
