@@ -137,9 +137,10 @@ def _cmd_bench_pipeline(args) -> int:
     from depth_nodes.ros.pipeline_bench import best_available_mode, bench_pipeline
 
     mode = args.mode or best_available_mode()
-    log.info("benchmarking the running graph (mode %s) for %.0f s after %.0f s warm-up",
-             mode, args.duration, args.warmup)
-    result = bench_pipeline(mode, args.duration, args.warmup, args.world, args.density, args.seed)
+    log.info("benchmarking the running graph (mode %s, input from %s) for %.0f s after %.0f s warm-up",
+             mode, args.source, args.duration, args.warmup)
+    result = bench_pipeline(mode, args.duration, args.warmup, args.world, args.density, args.seed, args.source,
+                            args.node_threads)
     if args.json:
         emit_json(result)
     else:
@@ -159,12 +160,21 @@ def register(groups) -> None:
 
     p = groups["bench"].add_parser(
         "pipeline", help="end-to-end latency camera frame -> trajectory of the running multi-process graph",
-        description="Launch the mav_nav graph (real-time simulator, 320x240 at 10 Hz) and measure camera -> "
+        description="Launch the mav_nav graph fed with 320x240 camera frames at 10 Hz (a recorded simulated "
+                    "flight replayed by bag_player, or the live simulator) and measure camera -> "
                     "planner/trajectory latency, output rates and dropped frames.")
     p.add_argument("--mode", choices=("gt", "sgbm", "mono-radar"), default=None,
                    help="depth source (default: mono-radar when trained weights exist, else sgbm)")
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds ignored after the first trajectory")
+    p.add_argument("--source", choices=("bag", "sim"), default="bag",
+                   help="input: bag (default; a simulated flight recorded first, then replayed in real time, so "
+                        "the CPU runs only the pipeline) or sim (the live simulator renders on the same CPU)")
+    p.add_argument("--node-threads", type=int, default=1,
+                   help="OMP_NUM_THREADS of every node process (Open3D, the TSDF kernel and the network runtime "
+                        "size their thread pools by it); default 1: three processes share this benchmark's CPU "
+                        "and threads of one process spinning on the other's cores cost more than they give; "
+                        "0 keeps the environment's setting")
     p.add_argument("--world", choices=("forest", "urban", "indoor"), default="forest", help="simulated world")
     p.add_argument("--density", choices=("sparse", "medium", "dense"), default="medium", help="obstacle density")
     p.add_argument("--seed", type=int, default=7, help="world seed")
