@@ -140,3 +140,35 @@ def test_export_onnx_cli(tmp_path):
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["image", "radar"]
+
+
+def test_stereo_loss_trains_no_return_pixels_toward_zero_disparity():
+    """--no-return-far: pixels without GT (a simulated sky) join the loss with target disparity 0."""
+    import torch
+
+    from depth_nodes.depth.losses import stereo_loss
+
+    class Fixed(torch.nn.Module):
+        max_disparity = 64
+
+        def __init__(self, disparity: float):
+            super().__init__()
+            self.d = disparity
+
+        def coarse_and_refined(self, left, right):
+            d = torch.full((1, 1, 4, 4), self.d)
+            return d, d, torch.zeros_like(d)
+
+    valid = torch.zeros(1, 1, 4, 4)
+    valid[..., :2, :] = 1.0  # upper half has GT, lower half saw nothing
+    batch = {"image": torch.zeros(1, 3, 4, 4), "right": torch.zeros(1, 3, 4, 4),
+             "disparity": torch.where(valid > 0, torch.tensor(5.0), torch.tensor(0.0)), "valid": valid}
+    right, _ = stereo_loss(Fixed(5.0), batch)
+    assert right.item() == pytest.approx(0.1 * torch.nn.functional.softplus(torch.tensor(0.0)).item())
+    ignored, _ = stereo_loss(Fixed(5.0), batch, no_return_far=False)
+    assert ignored.item() == pytest.approx(right.item())  # the sky is not looked at
+    far, parts = stereo_loss(Fixed(5.0), batch, no_return_far=True)
+    assert parts["refined"] == pytest.approx(0.5 * 4.5)  # half the pixels off by 5 px (smooth-L1 5 - 0.5)
+    assert far.item() > right.item()
+    zero_sky, parts = stereo_loss(Fixed(0.0), batch, no_return_far=True)
+    assert parts["refined"] == pytest.approx(0.5 * 4.5)  # now the GT half is the wrong one

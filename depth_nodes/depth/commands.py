@@ -59,6 +59,8 @@ def _train_command(args) -> str:
         value = getattr(args, opt)
         if value is not None:
             parts += ["--" + opt.replace("_", "-"), str(value)]
+    if args.no_return_far:
+        parts.append("--no-return-far")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -69,7 +71,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(task=args.task, data=args.data, minutes=args.minutes, out=args.out, batch=args.batch,
                       seed=args.seed, lr=args.lr, steps=args.steps, size=_size(args.size) if args.size else None,
                       workers=args.workers, max_disparity=args.max_disparity,
-                      checkpoint_minutes=args.checkpoint_minutes, device=args.device)
+                      checkpoint_minutes=args.checkpoint_minutes, device=args.device,
+                      no_return_far=args.no_return_far)
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -147,6 +150,9 @@ def register(groups) -> None:
         p.add_argument("--max-disparity", type=int, default=64, help="stereo search range in px (multiple of 4)")
         p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint period")
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--no-return-far", action="store_true",
+                       help="stereo: train pixels without GT depth (a simulated sky: no surface) toward zero "
+                            "disparity; without it they are ignored and the network guesses there")
         _add_threads(p)
         add_json_flag(p)
         p.set_defaults(func=cmd_train, task=task)

@@ -61,12 +61,19 @@ def mono_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
     return total, {"silog": si.item(), "grad": grad.item(), "conf": conf.item()}
 
 
-def stereo_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
+def stereo_loss(model, batch: dict, no_return_far: bool = False) -> tuple[torch.Tensor, dict]:
     """Total stereo loss and its parts: smooth-L1 (coarse 0.5, refined 1.0) + 0.1 confidence BCE,
-    over pixels with valid GT disparity inside the search range."""
+    over pixels with valid GT disparity inside the search range.
+
+    ``no_return_far``: pixels without GT depth saw nothing at all (a simulator's sky) and are
+    trained toward zero disparity, i.e. infinitely far, like any other pixel. Without it the
+    network is never told what to do there, and textureless sky comes out as close obstacles.
+    Only for data whose missing depth means "no surface" (not real sensors' holes)."""
     coarse, refined, conf_logit = model.coarse_and_refined(batch["image"], batch["right"])
     gt = batch["disparity"]
     mask = batch["valid"] * (gt > 0).float() * (gt < model.max_disparity).float()
+    if no_return_far:
+        mask = mask + (1.0 - batch["valid"])  # gt is 0 there
     n = mask.sum().clamp(min=1.0)
     l_coarse = (F.smooth_l1_loss(coarse, gt, reduction="none") * mask).sum() / n
     l_ref = (F.smooth_l1_loss(refined, gt, reduction="none") * mask).sum() / n
