@@ -61,6 +61,11 @@ def test_depth_metrics_hand_computed():
     assert m["bins"]["0-5"]["n_pixels_evaluated"] == 2
     assert m["bins"]["5-10"]["n_pixels_gt"] == 1 and m["bins"]["5-10"]["abs_rel"] is None
     assert m["bins"]["20+"]["density"] is None
+    # the one pixel without GT is predicted at 1 m: a phantom obstacle where nothing is
+    assert m["n_pixels_no_gt"] == 1 and m["no_gt_near_rate"] == 1.0
+    far = depth_metrics(np.array([[2.0, 30.0, np.nan]], np.float32), np.array([[2.0, np.nan, 0.0]], np.float32))
+    assert far["n_pixels_no_gt"] == 2 and far["no_gt_near_rate"] == 0.0  # 30 m and NaN are not near
+    assert depth_metrics(np.ones((1, 2)), np.ones((1, 2)))["no_gt_near_rate"] is None
 
 
 def test_depth_metrics_pool_over_frames():

@@ -14,6 +14,12 @@ predictions as failures (delta1 times density). Figures are pooled over all
 pixels of all frames (not averaged per frame). Per-bin metrics use the GT
 depth: ``0-5``, ``5-10``, ``10-20``, ``20+`` metres.
 
+``no_gt_near_rate``: of the pixels WITHOUT ground truth (NaN or <= 0), the
+fraction predicted finite and nearer than :data:`NEAR_M`. In simulated data a
+missing GT depth means the ray met no surface (sky), so such a prediction is a
+phantom obstacle in front of the vehicle; in real data GT holes are merely
+unmeasured and the figure means little.
+
 Disparity metrics (pixels): over all pixels with finite GT, ``badN`` is the
 fraction whose |pred - gt| > N px, counting an invalid prediction as bad;
 ``epe`` (mean absolute error) is over pixels with a valid prediction;
@@ -26,6 +32,8 @@ import numpy as np
 #: Ground-truth distance bins (metres): name -> [low, high).
 DEPTH_BINS = {"0-5": (0.0, 5.0), "5-10": (5.0, 10.0), "10-20": (10.0, 20.0), "20+": (20.0, np.inf)}
 DELTA_BASE = 1.25
+#: Range (m) within which a prediction where GT has no surface counts as a phantom obstacle.
+NEAR_M = 20.0
 _SUMS = ("n_gt", "n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3")
 
 
@@ -42,6 +50,8 @@ class DepthMetrics:
     def __init__(self, max_depth: float | None = None):
         self.max_depth = max_depth
         self.sums = {b: dict.fromkeys(_SUMS, 0.0) for b in ("all", *DEPTH_BINS)}
+        self.no_gt = 0          # pixels without GT
+        self.no_gt_near = 0     # ... predicted within NEAR_M
 
     def add(self, pred, gt) -> None:
         """Add one frame: ``pred`` and ``gt`` depth images in metres (NaN/<=0 invalid)."""
@@ -50,6 +60,10 @@ class DepthMetrics:
         if self.max_depth is not None:
             gt_ok &= g <= self.max_depth
         both = gt_ok & np.isfinite(p) & (p > 0)
+        no_gt = ~(np.isfinite(g) & (g > 0))
+        self.no_gt += int(np.count_nonzero(no_gt))
+        with np.errstate(invalid="ignore"):
+            self.no_gt_near += int(np.count_nonzero(no_gt & (p > 0) & (p < NEAR_M)))
         for name, (lo, hi) in (("all", (0.0, np.inf)), *DEPTH_BINS.items()):
             in_bin = (g >= lo) & (g < hi)
             s = self.sums[name]
@@ -87,6 +101,8 @@ class DepthMetrics:
         """Overall metrics at the top level plus ``bins`` {bin name: metrics}."""
         out = self._finish(self.sums["all"])
         out["bins"] = {name: self._finish(self.sums[name]) for name in DEPTH_BINS}
+        out["no_gt_near_rate"] = self.no_gt_near / self.no_gt if self.no_gt else None
+        out["n_pixels_no_gt"] = self.no_gt
         return out
 
 
