@@ -14,6 +14,7 @@ def test_small_forest_flight_reaches_goal_and_is_deterministic():
     a = run_flight(FlightConfig(**SMALL))
     assert a.success and not a.collided, a.end_reason
     assert np.linalg.norm(a.path[-1] - a.goal) <= 1.0
+    assert a.end_distance_to_goal_m == pytest.approx(np.linalg.norm(a.path[-1] - a.goal))
     assert a.min_clearance_m >= 0.25          # never closer than the robot radius
     assert 0.3 < a.mean_speed_m_s <= 2.0 * 1.25
     s = a.summary()

@@ -105,6 +105,7 @@ class FlightResult:
     start: np.ndarray | None = None
     end_reason: str = ""
     wall_s: float = 0.0
+    end_distance_to_goal_m: float = float("nan")   # where a timeout left the vehicle
 
     def summary(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("path", "goal", "start", *_SERIES, "plan_stage_ms")}
@@ -271,7 +272,8 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
         time_s=float(t), path_length_m=length, mean_speed_m_s=length / t if t > 0 else 0.0,
         min_clearance_m=clearance, plan_stage_ms=plan_stage_ms, statuses=statuses, **series,
         path=path_arr if cfg.record_path else None, goal=goal, start=start, end_reason=end_reason,
-        wall_s=time.perf_counter() - wall0)
+        wall_s=time.perf_counter() - wall0,
+        end_distance_to_goal_m=float(np.linalg.norm(vehicle.state.pos - goal)))
 
 
 def _run_one(cfg: FlightConfig) -> FlightResult:

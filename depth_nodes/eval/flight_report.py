@@ -55,6 +55,6 @@ def write_flight_report(out_dir, table: list[dict], results_by_setting: dict[str
              "integrate": np.concatenate([r.integrate_ms for r in results])})))
         rows = [{"seed": r.config["seed"], "success": r.success, "collided": r.collided,
                  "time_s": r.time_s, "mean_speed_m_s": r.mean_speed_m_s, "min_clearance_m": r.min_clearance_m,
-                 "end": r.end_reason} for r in results]
+                 "end": r.end_reason, "end_distance_to_goal_m": r.end_distance_to_goal_m} for r in results]
         sections.append(Section(title=setting, tables=[("trials", rows)], figures=figs))
     return write_report(out / "report.html", "Closed-loop flight benchmark", verdict, sections, meta)
