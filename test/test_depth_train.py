@@ -172,3 +172,17 @@ def test_stereo_loss_trains_no_return_pixels_toward_zero_disparity():
     assert far.item() > right.item()
     zero_sky, parts = stereo_loss(Fixed(0.0), batch, no_return_far=True)
     assert parts["refined"] == pytest.approx(0.5 * 4.5)  # now the GT half is the wrong one
+
+
+def test_mono_far_hinge_only_penalises_sky_predicted_near():
+    import math
+
+    import torch
+
+    from depth_nodes.depth.losses import FAR_M, far_hinge
+
+    sky = torch.tensor([[[[1.0, 1.0, 0.0]]]])
+    log_pred = torch.log(torch.tensor([[[[FAR_M / math.e, 2 * FAR_M, 1.0]]]]))
+    # the first sky pixel is one log unit short, the second far enough, the third is not sky
+    assert far_hinge(log_pred, sky).item() == pytest.approx(0.5)
+    assert far_hinge(log_pred, torch.zeros_like(sky)).item() == 0.0

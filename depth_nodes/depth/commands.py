@@ -151,8 +151,9 @@ def register(groups) -> None:
         p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint period")
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         p.add_argument("--no-return-far", action="store_true",
-                       help="stereo: train pixels without GT depth (a simulated sky: no surface) toward zero "
-                            "disparity; without it they are ignored and the network guesses there")
+                       help="pixels without GT depth (a simulated sky: no surface) are trained as far away "
+                            "(stereo: toward zero disparity; mono: at least 30 m); without it they are ignored "
+                            "and the network guesses there. Only for data whose missing depth means no surface")
         _add_threads(p)
         add_json_flag(p)
         p.set_defaults(func=cmd_train, task=task)

@@ -56,7 +56,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_disparity: int = 64
     device: str = "cpu"
-    no_return_far: bool = False   # stereo: pixels without GT depth are trained as infinitely far
+    no_return_far: bool = False   # pixels without GT depth (simulated sky) are trained as far away
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -174,11 +174,8 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     if resume is not None:
         step, epoch, elapsed0 = load_checkpoint(Path(resume), model, opt)
         log.info("resumed from %s at step %d", resume, step)
-    if stereo:
-        def loss_fn(m, b):
-            return stereo_loss(m, b, no_return_far=cfg.no_return_far)
-    else:
-        loss_fn = mono_loss
+    def loss_fn(m, b):
+        return (stereo_loss if stereo else mono_loss)(m, b, no_return_far=cfg.no_return_far)
     budget_s = cfg.minutes * 60.0
     t0 = time.perf_counter()
     last_ckpt = t0
