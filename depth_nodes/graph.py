@@ -49,6 +49,9 @@ class NodeSpec:
     package: str = "depth_nodes"
 
 
+#: primitive_planner_node no_return_free_m with the stereo network (m; as eval flight uses).
+STEREO_NETWORK_NO_RETURN_FREE_M = 10.0
+
 #: depth_source:=gt: the mapper and planner read the simulator's ground-truth depth
 #: (same camera, so the colour camera's info describes it).
 GT_DEPTH_REMAPPINGS = (("depth/image", "ground_truth/depth"), ("depth/camera_info", "camera/camera_info"))
@@ -128,7 +131,11 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     # One process hosts the mapper and the planner (nodes tsdf_mapper_node and
     # primitive_planner_node) sharing one TSDF: see README "Why the mapper and
     # planner share a process".
-    nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", dict(common), remappings))
+    planner = dict(common)
+    if args["depth_source"] == "estimate" and args["mode"] == "stereo" and args["stereo_backend"] == "network":
+        # the stereo network's NaN pixels are disparities below its minimum: free space that far at least
+        planner["no_return_free_m"] = STEREO_NETWORK_NO_RETURN_FREE_M
+    nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", planner, remappings))
     return nodes
 
 

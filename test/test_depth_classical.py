@@ -126,3 +126,11 @@ def test_eval_stereo_real_sgbm_json(capsys):
     assert 0.0 < res["sgbm"]["density"] <= 1.0 and res["sgbm"]["epe"] > 0
     assert res["stereo_net"]["status"] == "untrained" and "stereo.safetensors" in res["stereo_net"]["reason"]
     assert res["threads"] == 2
+
+
+def test_only_the_stereo_network_says_its_nan_pixels_are_far():
+    from depth_nodes.depth.runtime import MonoRadarEstimator, StereoEstimator
+
+    assert StereoEstimator.no_return_is_far is True          # NaN = disparity below the minimum
+    assert make_estimator("sgbm").no_return_is_far is False   # NaN = unmatched
+    assert MonoRadarEstimator.no_return_is_far is False

@@ -33,6 +33,9 @@ def test_graph_follows_mode_and_sim():
     assert [n.name for n in stereo] == ["stereo_depth_node", "primitive_planner_node"]
     assert stereo[0].parameters == {"use_sim_time": False, "backend": "sgbm"}
     assert all(n.remappings == () for n in stereo)
+    assert "no_return_free_m" not in stereo[1].parameters  # SGBM's holes are unknown, not free
+    net = graph.build_graph(graph.parse_launch_args({"mode": "stereo"}))
+    assert net[-1].parameters["no_return_free_m"] == graph.STEREO_NETWORK_NO_RETURN_FREE_M > 0
 
 
 def test_depth_source_gt_remaps_the_planner_and_starts_no_depth_node():

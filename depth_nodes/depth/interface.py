@@ -149,12 +149,15 @@ class DepthEstimator(ABC):
     """Base of every estimator. Subclasses set ``name`` and implement ``_estimate``.
 
     ``weights_status`` is ``"trained"``, ``"random-init"`` (benchmarks only) or
-    ``"classical"`` (no weights).
+    ``"classical"`` (no weights). ``no_return_is_far``: True when a NaN pixel of this
+    estimator means "nothing within range" (a measurement of free space), False when it
+    means "could not tell" (a hole); planners may treat the former as free space.
     """
 
     name: str = "depth"
     requires_stereo: bool = False
     weights_status: str = "classical"
+    no_return_is_far: bool = False
 
     def estimate(self, inp: DepthInput) -> DepthOutput:
         """Depth for ``inp``'s left camera (validates that stereo input is present when needed)."""

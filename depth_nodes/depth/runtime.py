@@ -243,10 +243,14 @@ class MonoRadarEstimator(NetworkEstimator):
 
 
 class StereoEstimator(NetworkEstimator):
-    """Stereo network; depth = fx * baseline / disparity (NaN below disparity.MIN_DISPARITY_PX)."""
+    """Stereo network; depth = fx * baseline / disparity (NaN below disparity.MIN_DISPARITY_PX).
+
+    The network is dense: its only NaN pixels are disparities below that minimum, i.e. farther
+    than fx * baseline / MIN_DISPARITY_PX (64 m for the default rig), so ``no_return_is_far``."""
 
     name = "stereo"
     requires_stereo = True
+    no_return_is_far = True
 
     def _estimate(self, inp: DepthInput, timer: StageTimer):
         disp, conf = self.disparity(inp, timer)

@@ -158,7 +158,7 @@ class DepthSource:
         return self.estimator.estimate(inp).depth, frame.T_world_cam
 
 
-def _planner_config(cfg: FlightConfig, start_z: float = 1.5):
+def _planner_config(cfg: FlightConfig, start_z: float = 1.5, no_return_is_far: bool | None = None):
     from depth_nodes.planning.planner import PlannerConfig
     from depth_nodes.planning.primitives import PrimitiveLibraryConfig
 
@@ -167,9 +167,12 @@ def _planner_config(cfg: FlightConfig, start_z: float = 1.5):
     horizon_s = float(np.clip(cfg.horizon_m / v, 1.0, 3.0))
     library = PrimitiveLibraryConfig(speeds=speeds, v_max=v * 1.1, horizon_s=horizon_s)
     # the ground-truth renderer returns NaN only where a ray hits nothing at all: like a
-    # depth camera with a 10 m range, such pixels have seen free space that far
+    # depth camera with a 10 m range, such pixels have seen free space that far; so has an
+    # estimator whose NaN means "beyond range" (the stereo network), unlike SGBM's holes
+    if no_return_is_far is None:
+        no_return_is_far = cfg.depth == "gt"
     return PlannerConfig(robot_radius=cfg.robot_radius, margin=cfg.margin, library=library,
-                         no_return_free_m=GT_NO_RETURN_FREE_M if cfg.depth == "gt" else 0.0,
+                         no_return_free_m=GT_NO_RETURN_FREE_M if no_return_is_far else 0.0,
                          max_altitude=start_z + CEILING_ABOVE_START_M,
                          depth_timeout_s=3.0 / cfg.control_rate_hz, odom_timeout_s=3.0 / cfg.control_rate_hz)
 
@@ -192,7 +195,9 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     rig = SensorRig()
     suite = SensorSuite(world, rig)
     depth_source = DepthSource(cfg.depth, suite)
-    pcfg = _planner_config(cfg, float(world.start[2]))
+    est = depth_source.estimator
+    pcfg = _planner_config(cfg, float(world.start[2]),
+                           no_return_is_far=cfg.depth == "gt" or (est is not None and est.no_return_is_far))
     planner = PrimitivePlanner(pcfg)
     clearance = pcfg.robot_radius + pcfg.margin
     z_band = (pcfg.min_altitude, pcfg.max_altitude)  # both set by _planner_config
