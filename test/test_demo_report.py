@@ -37,6 +37,10 @@ def _write_flight_bag(path) -> None:
         for topic in ("camera/image_raw", "depth/image", "ground_truth/depth", "ground_truth/odom",
                       "planner/trajectory", "planner/status", "sim/status"):
             sink.add_topic(topic, RECORDED_TYPES[topic])
+        # a recorder on simulated time logs what arrives before its first /clock at time 0
+        early = np.zeros((CAM.height, CAM.width), np.float32)
+        sink.write_raw("depth/image", 0, serialize_message(array_to_image_msg(early, "32FC1", stamp=0.0,
+                                                                              frame_id=CAM.frame_id)))
         for k in range(N):
             t = T0 + 0.1 * k
             ns = int(round(t * 1e9))
@@ -77,6 +81,8 @@ def test_read_flight_bag_path_plans_statuses_and_rates(recording):
     assert rec.sim_status["reached_goal"] is True
     assert rec.topic_counts["camera/image_raw"] == N
     assert rec.topic_rates_hz["ground_truth/odom"] == pytest.approx(10.0, rel=1e-3)
+    assert rec.topic_counts["depth/image"] == N + 1  # counted, but left out of the rate
+    assert rec.topic_rates_hz["depth/image"] == pytest.approx(10.0, rel=1e-3)
 
 
 def test_read_flight_bag_samples_matching_frames(recording):

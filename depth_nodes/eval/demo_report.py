@@ -48,6 +48,9 @@ def _translations(msg) -> np.ndarray:
 
 
 def _rate(stamps: list[float]) -> float:
+    """Messages per second of log time; messages logged at 0 (before the recorder's first /clock)
+    are left out, or they would stretch the span to the epoch."""
+    stamps = [t for t in stamps if t > 0]
     if len(stamps) < 2:
         return 0.0
     span = max(stamps) - min(stamps)
