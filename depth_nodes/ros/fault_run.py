@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: A small sparse forest in which the gt-depth planner reaches the goal (test_ros_graph_integration).
 WORLD = {"world": "forest", "density": "sparse", "extent": "30x14", "seed": "7"}
+#: Longest wall wait (s) for every node's diagnostics to be refreshed after a fault.
+FRESH_DIAGNOSTICS_TIMEOUT_S = 5.0
 #: Simulated seconds of normal flight before the first fault, and after each fault.
 WARMUP_S, GAP_S = 3.0, 2.5
 #: Burst length of `depth-nodes eval faults` (issue: 30 s) and its RSS/recovery limits.
@@ -235,6 +237,14 @@ class FaultHarness:
                 raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self._step()
 
+    def _await_fresh_diagnostics(self, since_wall: float, timeout_s: float = FRESH_DIAGNOSTICS_TIMEOUT_S) -> None:
+        """Spin until every node has published diagnostics after ``since_wall`` (monotonic s), so that the
+        snapshot counts all of a fault; a busy node's periodic diagnostics can lag its callbacks. A node
+        that stays silent (e.g. killed) is waited for at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while any(t <= since_wall for t in self.monitor.diagnostics_wall.values()) and time.monotonic() < deadline:
+            self._step()
+
     def _spin_until_sim(self, t_s: float) -> None:
         self._wait(lambda: self.monitor.sim_t() >= t_s, self.timeout_s, f"simulated time {t_s:.1f} s")
 
@@ -269,7 +279,10 @@ class FaultHarness:
                 netns.cut()
                 self._spin_until_sim(f.end_s)
                 netns.heal()
+        self._spin_until_sim(f.end_s)
+        ended_wall = time.monotonic()
         self._spin_until_sim(f.end_s + self._gap(f) - 0.2)
+        self._await_fresh_diagnostics(ended_wall)
         self.rec.snapshots[(f.name, "after")] = self._snapshot()
         self.rec.statuses = [s for _, s in self.monitor.plan_status]
 

@@ -75,6 +75,7 @@ class GraphMonitor(Node):
         self.sim_status: dict | None = None
         self.plan_status: list[tuple[float, dict]] = []    # (wall receive time, status)
         self.diagnostics: dict[str, dict[str, str]] = {}    # node name -> newest key/values
+        self.diagnostics_wall: dict[str, float] = {}         # node name -> when those arrived (monotonic s)
         qos = {"planner/trajectory": _RELIABLE, "map/points": _RELIABLE}
         streams = {**self.STREAMS, depth_topic: Image}
         if not watch_map_and_odom:
@@ -108,6 +109,7 @@ class GraphMonitor(Node):
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            self.diagnostics_wall[status.name] = time.monotonic()
 
     def ended(self) -> bool:
         return bool(self.sim_status and self.sim_status.get("ended"))
