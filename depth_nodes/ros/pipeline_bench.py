@@ -81,7 +81,8 @@ def _int_diag(diagnostics: dict[str, dict[str, str]], node: str, key: str) -> in
 
 def record_input_bag(out: Path, world: str, density: str, seed: int, seconds: float) -> dict:
     """Record ``seconds`` of the scripted flight through ``world`` into the bag ``out``, at the
-    cruise speed that makes the route last that long (within :data:`BAG_SPEED_RANGE`)."""
+    cruise speed that makes the route last that long (within :data:`BAG_SPEED_RANGE`). Returns
+    ``record_bag``'s summary plus the world's ``goal`` (x, y, z)."""
     from depth_nodes.sim.bag import record_bag
     from depth_nodes.sim.route import plan_route, route_trajectory
     from depth_nodes.sim.world import WorldSpec, build_world
@@ -93,7 +94,7 @@ def record_input_bag(out: Path, world: str, density: str, seed: int, seconds: fl
     speed = float(np.clip(length / seconds, *BAG_SPEED_RANGE))
     log.info("recording a %.0f s input bag (%s, seed %d, route %.1f m at %.2f m/s)", seconds, world, seed,
              length, speed)
-    return record_bag(out, spec, duration_s=seconds, speed=speed, world=built)
+    return {**record_bag(out, spec, duration_s=seconds, speed=speed, world=built), "goal": built.goal.tolist()}
 
 
 def bench_pipeline(mode: str, duration_s: float, warmup_s: float, world: str, density: str, seed: int,
@@ -127,7 +128,7 @@ def bench_pipeline(mode: str, duration_s: float, warmup_s: float, world: str, de
         launch = {**MODES[mode], "lockstep": "false", "world": world, "density": density, "seed": str(seed)}
         if source == "bag":
             bag = Path(tmp) / "input_bag"
-            record_input_bag(bag, world, density, seed, warmup_s + duration_s + BAG_MARGIN_S)
+            goal = record_input_bag(bag, world, density, seed, warmup_s + duration_s + BAG_MARGIN_S)["goal"]
             topics = ("odom", "sim/world_spec", "sim/rig") + BAG_TOPICS[mode]
             launch.update(use_sim="false", bag=str(bag), bag_topics=",".join(topics))
             config = write_config(Path(tmp) / "bench.yaml", {})
@@ -140,8 +141,8 @@ def bench_pipeline(mode: str, duration_s: float, warmup_s: float, world: str, de
         monitor = GraphMonitor(depth_topic=depth_topic, watch_map_and_odom=False, context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(monitor)
-        if source == "bag":  # the goal sim_node would latch: the world's, from the same spec
-            publish_world_goal(monitor, world, density, seed)
+        if source == "bag":  # the goal sim_node would latch
+            publish_goal(monitor, goal)
 
         def spin_for(seconds: float, bar=None) -> None:
             start = time.monotonic()
@@ -181,20 +182,16 @@ def bench_pipeline(mode: str, duration_s: float, warmup_s: float, world: str, de
                     env.get("OMP_NUM_THREADS"))
 
 
-def publish_world_goal(node, world: str, density: str, seed: int):
-    """Latch the goal of the simulated world on ``goal_pose`` from ``node`` (as sim_node does)."""
+def publish_goal(node, goal):
+    """Latch ``goal`` (x, y, z in ``map``) on ``goal_pose`` from ``node``, as sim_node does."""
     from geometry_msgs.msg import PoseStamped
 
+    from depth_nodes.geometry import pose_from_xyz_yaw
     from depth_nodes.ros.clock import LATCHED_QOS
-    from depth_nodes.sim.world import WorldSpec, build_world
+    from depth_nodes.ros.conversions import pose_to_pose_stamped_msg
 
-    goal = build_world(WorldSpec(world, seed, density, None)).goal
-    msg = PoseStamped()
-    msg.header.frame_id = "map"
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in goal)
-    msg.pose.orientation.w = 1.0
     pub = node.create_publisher(PoseStamped, "goal_pose", LATCHED_QOS)
-    pub.publish(msg)
+    pub.publish(pose_to_pose_stamped_msg(pose_from_xyz_yaw(goal, 0.0), frame_id="map"))
     return pub
 
 
