@@ -135,6 +135,8 @@ class DepthSource:
             from depth_nodes.depth.interface import make_estimator
 
             self.estimator = make_estimator(mode)
+        # NaN means "nothing within range" for the renderer's ground truth and for estimators that say so
+        self.no_return_is_far = self.estimator is None or self.estimator.no_return_is_far
 
     def __call__(self, T_world_body, v_world, rng) -> tuple[np.ndarray, np.ndarray]:
         """(depth (H, W) float32 metres, T_world_cam) at the body pose."""
@@ -195,9 +197,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     rig = SensorRig()
     suite = SensorSuite(world, rig)
     depth_source = DepthSource(cfg.depth, suite)
-    est = depth_source.estimator
-    pcfg = _planner_config(cfg, float(world.start[2]),
-                           no_return_is_far=cfg.depth == "gt" or (est is not None and est.no_return_is_far))
+    pcfg = _planner_config(cfg, float(world.start[2]), no_return_is_far=depth_source.no_return_is_far)
     planner = PrimitivePlanner(pcfg)
     clearance = pcfg.robot_radius + pcfg.margin
     z_band = (pcfg.min_altitude, pcfg.max_altitude)  # both set by _planner_config

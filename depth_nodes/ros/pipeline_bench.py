@@ -245,8 +245,8 @@ def _summary(m, diag_start: dict, mode: str, depth_topic: str, duration_s: float
     for key in ("frames_dropped", "frames_processed"):
         end, start = _int_diag(m.diagnostics, node, key), _int_diag(diag_start, node, key)
         out[f"depth_node_{key}"] = None if end is None else end - (start or 0)
-    out["run_info"] = run_info(mode=mode, source=source, depth_topic=depth_topic, warmup_s=warmup_s, image_size="320x240",
-                               camera_rate_hz_nominal=10.0, lockstep=False, device="cpu",
+    out["run_info"] = run_info(mode=mode, source=source, depth_topic=depth_topic, warmup_s=warmup_s,
+                               image_size="320x240", camera_rate_hz_nominal=10.0, lockstep=False, device="cpu",
                                node_omp_num_threads=node_threads,
                                launch_args={k: largs[k] for k in ("use_sim", "mode", "stereo_backend", "depth_source",
                                                                   "world", "density", "seed", "extent", "bag_topics")})
