@@ -87,6 +87,38 @@ def test_world_rejects_bad_mesh():
         World(np.zeros((3, 3)), np.array([[0, 1, 5]]), np.zeros(1), [0, 0, 0], [1, 0, 0])
     with pytest.raises(ValueError, match="vertices"):
         World(np.full((3, 3), np.nan), np.array([[0, 1, 2]]), np.zeros(1), [0, 0, 0], [1, 0, 0])
+    with pytest.raises(ValueError, match="backdrop"):
+        World(np.eye(3), np.array([[0, 1, 2]]), np.zeros(1), [0, 0, 0], [1, 0, 0], backdrop_triangles=1)
+
+
+@pytest.mark.parametrize("kind", ["forest", "urban"])
+def test_outdoor_ground_reaches_the_horizon_without_cracks(kind):
+    w = build_world(WorldSpec(kind, 3, "medium"))
+    length, width = w.spec.extent
+    assert w.backdrop_triangles > 0
+    back = w.triangles[len(w.triangles) - w.backdrop_triangles:]
+    assert np.all(w.vertices[back.ravel(), 2] < 2.0)  # terrain only
+    # bounds describe the world's area, not the distant terrain
+    lo, hi = w.bounds
+    assert lo[0] > -30.0 and hi[0] < length + 30.0 and hi[1] < width / 2 + 30.0
+    # from the goal, a ray 1 degree under the horizon meets something in every direction;
+    # straight ahead (past the area's end) that is the distant ground, tens of metres away
+    e = np.radians(-1.0)
+    for yaw in np.radians([0.0, 90.0, 180.0, 270.0]):
+        d = np.array([[np.cos(e) * np.cos(yaw), np.cos(e) * np.sin(yaw), np.sin(e)]])
+        hit = w.raycast(w.goal[None], d)
+        assert hit.hit[0] and hit.t_hit[0] < 250.0, (kind, yaw, hit.t_hit[0])
+    hit = w.raycast(w.goal[None], np.array([[np.cos(e), 0.0, np.sin(e)]]))
+    ground = Material.GROUND if kind == "forest" else Material.CONCRETE
+    assert hit.t_hit[0] > 20.0 and hit.material[0] == ground
+    # straight-down rays across the seams between the area's ground and the backdrop all hit
+    g_lo, g_hi = w.vertices.min(0), w.vertices.max(0)
+    assert g_hi[0] - hi[0] > 200.0 and lo[0] - g_lo[0] > 200.0
+    xs = np.linspace(lo[0] - 30.0, hi[0] + 30.0, 1201)
+    for y in (lo[1] - 0.05, hi[1] + 0.05, 0.0):
+        o = np.column_stack([xs, np.full_like(xs, y), np.full_like(xs, 30.0)])
+        hit = w.raycast(o, np.tile([0.0, 0.0, -1.0], (len(xs), 1)))
+        assert hit.hit.all(), (kind, y)
 
 
 @pytest.mark.parametrize("kind", ["forest", "urban", "indoor"])

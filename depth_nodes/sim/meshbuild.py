@@ -59,6 +59,11 @@ class MeshBuilder:
         self._mats: list[np.ndarray] = []
         self._n = 0
 
+    @property
+    def n_triangles(self) -> int:
+        """Triangles added so far."""
+        return sum(len(t) for t in self._tris)
+
     def add(self, vertices: np.ndarray, triangles: np.ndarray, material: Material) -> None:
         """Append a raw triangle soup (indices local to ``vertices``)."""
         vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)

@@ -126,6 +126,7 @@ class World:
     spec: WorldSpec | None = None
     nthreads: int = 0
     ground_height: object = None         # callable (x, y) -> z of the terrain, or None (z = 0)
+    backdrop_triangles: int = 0          # trailing triangles of distant terrain, outside ``bounds``
     _scene: o3d.t.geometry.RaycastingScene = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -138,7 +139,12 @@ class World:
             raise ValueError(f"world triangles must be (T, 3) indices < {len(v)}, got shape {t.shape}")
         if m.shape != (len(t),):
             raise ValueError(f"world materials must have shape ({len(t)},), got {m.shape}")
+        n_back = self.backdrop_triangles
+        if isinstance(n_back, bool) or not isinstance(n_back, (int, np.integer)) or not 0 <= n_back < len(t):
+            raise ValueError(f"backdrop_triangles must be an integer in [0, {len(t)}), got {n_back!r}")
         self.vertices, self.triangles, self.materials = v, t, m
+        used = v[t[:len(t) - int(n_back)].ravel()]
+        self._bounds = np.stack([used.min(0), used.max(0)]).astype(np.float64)
         self._material_lut = np.append(m, np.uint8(Material.MISS))   # index len(m) = miss
         self.start = np.asarray(self.start, dtype=np.float64).reshape(3)
         self.goal = np.asarray(self.goal, dtype=np.float64).reshape(3)
@@ -219,8 +225,9 @@ class World:
     # -- geometry -------------------------------------------------------------
     @property
     def bounds(self) -> np.ndarray:
-        """(2, 3) axis-aligned bounding box [min, max] of the mesh, metres."""
-        return np.stack([self.vertices.min(0), self.vertices.max(0)]).astype(np.float64)
+        """(2, 3) axis-aligned bounding box [min, max] of the world's area, metres: the
+        mesh without its backdrop terrain."""
+        return self._bounds.copy()
 
     @property
     def mesh(self) -> o3d.geometry.TriangleMesh:

@@ -10,7 +10,7 @@ import numpy as np
 from depth_nodes.sim.materials import Material
 from depth_nodes.sim.meshbuild import MeshBuilder
 from depth_nodes.sim.world import World, WorldSpec
-from depth_nodes.sim.worlds.common import Terrain, far_from, start_goal, world_rng
+from depth_nodes.sim.worlds.common import Terrain, add_backdrop, far_from, start_goal, world_rng
 
 _X0 = -6.0  # wooded area starts behind the start point
 
@@ -81,5 +81,7 @@ def build(spec: WorldSpec, nthreads: int = 0) -> World:
             p0, p1 = xy - half, xy + half
             mb.frustum((*p0, float(terrain(*p0)) + r * 0.7), (*p1, float(terrain(*p1)) + r * 0.7), r, r * 0.8,
                        Material.BARK, segments=8)
+    n_back = add_backdrop(mb, xs, ys, terrain, Material.GROUND)
     v, t, m = mb.build()
-    return World(v, t, m, start=start, goal=goal, spec=spec, nthreads=nthreads, ground_height=terrain)
+    return World(v, t, m, start=start, goal=goal, spec=spec, nthreads=nthreads, ground_height=terrain,
+                 backdrop_triangles=n_back)

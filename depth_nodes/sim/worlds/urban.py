@@ -11,7 +11,7 @@ import numpy as np
 from depth_nodes.sim.materials import Material
 from depth_nodes.sim.meshbuild import MeshBuilder
 from depth_nodes.sim.world import World, WorldSpec
-from depth_nodes.sim.worlds.common import far_from, start_goal, world_rng
+from depth_nodes.sim.worlds.common import add_backdrop, far_from, start_goal, world_rng
 
 _X0 = -10.0
 
@@ -91,5 +91,6 @@ def build(spec: WorldSpec, nthreads: int = 0) -> World:
         kind = int(rng.choice(6, p=[0.25, 0.15, 0.15, 0.15, 0.15, 0.15]))
         if far_from(xy, keep_out):
             _obstacle(mb, rng, xy, kind)
+    n_back = add_backdrop(mb, np.array([x_lo, x_hi]), np.array([-y_hi, y_hi]), flat, Material.CONCRETE)
     v, t, m = mb.build()
-    return World(v, t, m, start=start, goal=goal, spec=spec, nthreads=nthreads)
+    return World(v, t, m, start=start, goal=goal, spec=spec, nthreads=nthreads, backdrop_triangles=n_back)
