@@ -138,13 +138,14 @@ def reference_check(prims, required, sources, policy, free_dist, min_alt, max_al
     path = path_points(prims)
     P, S = path.shape[:2]
     pts = path.reshape(-1, 3)
-    need = np.repeat(required, S)
     blocked, known, clearance = np.zeros(P * S, bool), np.zeros(P * S, bool), np.full(P * S, np.inf)
     with np.errstate(invalid="ignore"):
         for src in sources:
             d, k = src.query(pts)
             d = np.asarray(d, np.float64)
-            blocked |= d < need
+            # a start inside the required clearance lowers it to the start's distance
+            d0 = d.reshape(P, S)[:, 0]
+            blocked |= d < np.repeat(np.where(d0 < required, d0, required), S)
             known |= k
             clearance = np.fmin(clearance, d)
     blocked, unknown, z = blocked.reshape(P, S), ~known.reshape(P, S), path[..., 2]
@@ -166,8 +167,9 @@ def test_collision_check_matches_the_pointwise_definition(policy, alts):
     T = camera_pose_from_body(pose_from_xyz_yaw([0.0, 0.0, 1.5], 0.0))
     image = DepthObstacleImage(DepthFrame(world.render_depth(CAM, T, max_range=6.0), CAM, T), 0.35, 0.0, 2)
     lib = PrimitiveLibrary(LIB)
-    for state in random_states(11, 4):
-        state = VehicleState([0.0, 0.0, 1.5], state.vel, state.acc, state.yaw)
+    # the second start is 0.3 m from a trunk, inside the clearance it needs
+    for state, start in zip(random_states(11, 6), [[0.0, 0.0, 1.5]] * 4 + [[2.3, 0.3, 1.5]] * 2):
+        state = VehicleState(start, state.vel, state.acc, state.yaw)
         prims = lib.generate(state)
         req = required_clearance(prims, 0.25, 0.1)
         for sources in ((world,), (image,), (world, image), ()):
@@ -202,3 +204,27 @@ def test_planning_uses_only_the_signatures_the_planner_compiles_up_front():
         assert res.collision.feasible.shape == (len(res.candidates),)
     assert all(before[n] >= 1 for n in names)
     assert {n: len(getattr(kernels, n).signatures) for n in names} == before
+
+
+def test_a_vehicle_inside_its_margin_may_leave_but_not_go_deeper():
+    """0.3 m from a trunk with 0.35 m required: moving away is feasible, closing in is not."""
+    world = AnalyticDistanceField(cylinders=[[3.0, 0.0, 0.4, 0.0, 5.0]], ground=True)
+    start = np.array([2.3, 0.0, 1.5])
+    d_start = float(world.query(start[None])[0][0])
+    assert 0.29 < d_start < 0.31
+    # facing +y, the fan reaches from +x (the trunk) to -x (away)
+    prims = PrimitiveLibrary(LIB).generate(VehicleState(start, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], np.pi / 2))
+    req = required_clearance(prims, 0.25, 0.1)
+    assert np.all(req > d_start)
+    res = check_primitives(prims, req, distance_field=world, policy=UnknownPolicy.OPTIMISTIC)
+    moving = ~prims.is_brake
+    assert res.feasible[moving].any()
+    path = path_points(prims)
+    d = world.query(path.reshape(-1, 3))[0].reshape(path.shape[:2])
+    # every feasible primitive keeps at least the start's distance; toward the trunk is blocked
+    assert np.all(d[res.feasible][:, 1:] >= d_start)
+    toward = moving & (prims.end_vel[:, 0] > 0.5) & (np.abs(prims.end_vel[:, 1]) < 0.1)
+    assert toward.any() and not res.feasible[toward].any()
+    # away from the trunk (-x) is open
+    away = moving & (prims.end_vel[:, 0] < -0.5)
+    assert res.feasible[away].any()

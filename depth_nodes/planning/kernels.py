@@ -204,7 +204,9 @@ def combine_checks(path, need, dist, known, min_alt, max_alt, forbid, free_dist)
     distance/gap ``dist`` (n_src, P * M) (NaN: no information) and ``known``
     (n_src, P * M) flags (row-major over (P, M)).
 
-    A point is blocked when a source's distance is below ``need[p]``, when it is
+    A point is blocked when a source's distance is below ``need[p]`` (or, where
+    that source puts the start itself closer than ``need[p]``, below the start's
+    distance: a vehicle inside its margin may leave it but not go deeper), when it is
     below ``min_alt`` and below the start or above ``max_alt`` and above the start
     (world z; pass -inf / inf to disable), or, with ``forbid``, when no source
     knows it and it lies farther than ``free_dist`` from the start. Point 0 never
@@ -219,9 +221,13 @@ def combine_checks(path, need, dist, known, min_alt, max_alt, forbid, free_dist)
     min_clear = np.full(P, np.inf)
     unknown_frac = np.zeros(P)
     first = np.full(P, -1, np.int64)
+    need_src = np.empty(n_src)
     for p in range(P):
         z0 = path[p, 0, 2]
         n_unknown = 0
+        for src in range(n_src):
+            d0 = dist[src, p * M]
+            need_src[src] = d0 if d0 < need[p] else need[p]
         for m in range(M):
             i = p * M + m
             b = False
@@ -229,7 +235,7 @@ def combine_checks(path, need, dist, known, min_alt, max_alt, forbid, free_dist)
             c = np.inf
             for src in range(n_src):
                 d = dist[src, i]
-                if d < need[p]:
+                if d < need_src[src]:
                     b = True
                 if known[src, i]:
                     k = True
