@@ -172,3 +172,32 @@ def test_rejects_bad_input_with_named_fields():
         PlannerConfig(odom_timeout_s=0.0)
     with pytest.raises(ValueError, match="depth frame"):
         DepthFrame(np.zeros((10, 10), np.float32), CAM, np.eye(4))
+
+
+def test_stuck_at_rest_the_stop_turns_toward_the_goal_and_keeps_turning():
+    # only a small box around the vehicle is observed: with unknown space forbidden nothing is feasible
+    closed = AnalyticDistanceField(ground=True, known_box=([-0.3, -0.3, 1.2], [0.3, 0.3, 1.8]))
+
+    def stop(planner, goal_bearing_deg, speed=0.0, yaw=0.0):
+        b = np.radians(goal_bearing_deg)
+        state = VehicleState([0.0, 0.0, 1.5], [speed, 0.0, 0.0], [0, 0, 0], yaw, stamp=0.0)
+        res = planner.plan(state, 0.0, np.array([10 * np.cos(b), 10 * np.sin(b), 1.5]), closed)
+        assert res.status is PlanStatus.NO_FEASIBLE and res.braking
+        if speed == 0.0:
+            assert np.allclose(res.trajectory.pos, res.trajectory.pos[0], atol=1e-6)  # hovers in place
+        return res
+
+    planner = PrimitivePlanner(PlannerConfig(library=LIB, require_depth=False, stuck_yaw_rate_deg_s=45.0))
+    res = stop(planner, 60.0)
+    yaw, t = res.trajectory.yaw, res.trajectory.t
+    assert "turning" in res.reason
+    np.testing.assert_allclose(yaw, np.radians(45.0) * (t - t[0]), atol=1e-9)  # left, toward the goal
+    # the turn keeps its direction while stuck, even once the goal lies to the other side
+    assert np.all(np.diff(stop(planner, -60.0, yaw=1.0).trajectory.yaw) > 0)
+    # a fresh planner turns right toward a goal on the right
+    assert np.all(np.diff(stop(PrimitivePlanner(planner.config), -60.0).trajectory.yaw) < 0)
+    # still moving: the brake holds its yaw; disabled: no turn
+    for cfg, speed in ((planner.config, 2.0), (PlannerConfig(library=LIB, require_depth=False,
+                                                             stuck_yaw_rate_deg_s=0.0), 0.0)):
+        res = stop(PrimitivePlanner(cfg), 60.0, speed=speed)
+        assert "turning" not in res.reason and np.ptp(res.trajectory.yaw) < 1e-9

@@ -30,6 +30,10 @@ from depth_nodes.planning.state import DepthFrame, VehicleState
 from depth_nodes.trajectory import Trajectory
 
 
+#: Horizontal speed (m/s) below which a vehicle with no feasible primitive counts as stopped.
+STUCK_SPEED_M_S = 0.3
+
+
 class PlanStatus(str, Enum):
     OK = "ok"
     NO_FEASIBLE = "no_feasible"
@@ -61,10 +65,11 @@ class PlannerConfig:
     fov_half_angle_deg: float = 40.0    # used for the fov cost when no depth frame is given
     no_return_free_m: float = 0.0       # NaN depth pixels mean free space up to this optical z (0: unknown)
     depth_pool: int = 2                 # depth image min-pooled over pool x pool tiles before the checks
+    stuck_yaw_rate_deg_s: float = 45.0  # no feasible primitive, nearly at rest: the stop turns this fast (0: holds yaw)
 
     def __post_init__(self):
         for name in ("robot_radius", "margin", "hysteresis", "family_tol", "future_tolerance_s",
-                     "goal_tolerance", "unknown_free_dist", "no_return_free_m"):
+                     "goal_tolerance", "unknown_free_dist", "no_return_free_m", "stuck_yaw_rate_deg_s"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"planner {name} must be finite and >= 0, got {v}")
@@ -125,12 +130,36 @@ class PrimitivePlanner:
         # per-primitive clearance, sampling pad included, applies)
         self.lateral_clearance = cfg.robot_radius + cfg.margin
         self._prev_end_vel: np.ndarray | None = None
+        self._turn_sign: float | None = None     # direction of the look-around turn while stuck
         self._depth_cache: tuple[DepthFrame, DepthObstacleImage] | None = None
         self._prims_cache: tuple[VehicleState, tuple | None, PrimitiveSet, float] | None = None
 
     def reset(self) -> None:
         """Forget the previous choice (e.g. after a new goal or a teleport)."""
         self._prev_end_vel = None
+        self._turn_sign = None
+
+    def _look_around_yaw(self, state: VehicleState, prims: PrimitiveSet, goal) -> np.ndarray | None:
+        """Yaw (S,) for a stop when nothing is feasible and the vehicle is nearly at rest, else None.
+
+        Hovering with a fixed heading, the camera keeps seeing the same view, and a
+        blocked view (a phantom from the depth estimate, or a dead end) never
+        changes; unobserved space beside it stays forbidden. Turning in place shows
+        the map new directions and new depth of the old ones. The turn starts
+        toward the goal's bearing and keeps its direction until a primitive is
+        feasible again.
+        """
+        rate = np.radians(self.config.stuck_yaw_rate_deg_s)
+        if rate <= 0 or np.hypot(state.vel[0], state.vel[1]) > STUCK_SPEED_M_S:
+            return None
+        if self._turn_sign is None:
+            err = 0.0
+            if goal is not None:
+                d = goal[:2] - state.pos[:2]
+                err = float(np.arctan2(np.sin(np.arctan2(d[1], d[0]) - state.yaw),
+                                       np.cos(np.arctan2(d[1], d[0]) - state.yaw)))
+            self._turn_sign = -1.0 if err < 0 else 1.0
+        return state.yaw + self._turn_sign * rate * (prims.t - prims.t[0])
 
     def prepare_depth(self, frame: DepthFrame) -> DepthObstacleImage:
         """The eroded depth image of ``frame`` (cached for the latest frame)."""
@@ -261,16 +290,23 @@ class PrimitivePlanner:
             else:
                 status = PlanStatus.OK if goal is not None else PlanStatus.NO_GOAL_EXPLORE
                 reason = "lowest-cost feasible primitive" if goal is not None else "no goal: exploring forward"
+        yaw = None
         if index < 0:
             index = best_brake(prims, check)
             if not check.feasible[index]:
                 reason += "; the brake itself is blocked (commanded anyway)"
+            if status is PlanStatus.NO_FEASIBLE:
+                yaw = self._look_around_yaw(state, prims, goal)
+                if yaw is not None:
+                    reason += "; turning in place to look for a way"
+        if status in (PlanStatus.OK, PlanStatus.NO_GOAL_EXPLORE, PlanStatus.GOAL_REACHED):
+            self._turn_sign = None
         t4 = time.perf_counter()
         self._prev_end_vel = (prims.end_vel[index].copy()
                               if status in (PlanStatus.OK, PlanStatus.NO_GOAL_EXPLORE) and not prims.is_brake[index]
                               else None)
         traj = Trajectory(t=prims.t, pos=prims.pos[index], vel=prims.vel[index], acc=prims.acc[index],
-                          yaw=prims.yaw[index], stamp=odom_stamp)
+                          yaw=prims.yaw[index] if yaw is None else yaw, stamp=odom_stamp)
         timings = {"generate": generate_ms, "depth_prepare": (t2 - t1) * 1e3, "check": (t3 - t2) * 1e3,
                    "select": (t4 - t3) * 1e3}
         # generation may have happened earlier (path_bounds): count it once, here

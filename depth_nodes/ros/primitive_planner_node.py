@@ -68,6 +68,9 @@ PARAMS: tuple[Param, ...] = (
     Param("no_return_free_m", 0.0, "NaN depth pixels count as free space up to this optical depth (metres), for "
           "depth sources whose NaN means nothing within range (the stereo network: disparity below its minimum; "
           "mav_nav.launch.py sets it then); 0: NaN is unknown (SGBM's holes, real sensors' dropouts).", 0.0, 100.0),
+    Param("stuck_yaw_rate_deg_s", 45.0, "With no feasible primitive and the vehicle nearly at rest, the stop turns "
+          "in place this fast (degrees/s), first toward the goal, so the camera shows the map new directions; "
+          "0: the stop holds its yaw.", 0.0, 360.0),
     Param("depth_timeout_s", 0.3, "Depth older than this makes the planner brake (seconds).", 0.01, 10.0),
     Param("odom_timeout_s", 0.2, "Odometry older than this makes the planner brake (seconds).", 0.01, 10.0),
     Param("goal_tolerance", 0.3, "Distance at which the goal counts as reached (metres).", 0.01, 10.0),
@@ -103,7 +106,8 @@ def planner_config_from_params(node: BaseNode) -> PlannerConfig:
                          unknown_policy=p("unknown_policy"), depth_timeout_s=p("depth_timeout_s"),
                          odom_timeout_s=p("odom_timeout_s"), goal_tolerance=p("goal_tolerance"),
                          min_altitude=p("min_altitude"), max_altitude=p("max_altitude") or None,
-                         no_return_free_m=p("no_return_free_m"))
+                         no_return_free_m=p("no_return_free_m"),
+                         stuck_yaw_rate_deg_s=p("stuck_yaw_rate_deg_s"))
 
 
 def marker_indices(result: PlanResult, limit: int) -> np.ndarray:
