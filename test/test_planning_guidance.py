@@ -33,6 +33,8 @@ def test_cost_to_go_leads_through_the_doorway():
     assert toward_door < toward_wall
     # beside the goal, and outside the grid: straight line
     assert g.query(GOAL[None])[0] == pytest.approx(0.0, abs=CELL)
+    # above the goal the height still counts: a vehicle there is pulled down to it
+    assert g.query((GOAL + [0.0, 0.0, 1.2])[None])[0] == pytest.approx(1.2, abs=CELL)
     far = np.array([[50.0, 0.0, 1.5]])
     assert g.query(far)[0] == pytest.approx(40.0)
 

@@ -75,7 +75,10 @@ class GoalGuidance:
         return tuple(self.values.shape)
 
     def query(self, points) -> np.ndarray:
-        """(N,) metres to the goal from (N, 3) world points (z is ignored on the grid)."""
+        """(N,) metres to the goal from (N, 3) world points: the grid's distance in x, y
+        combined (as a hypotenuse) with the height difference to the goal. Without the
+        height term a vehicle above or below the goal's cell had no reason to change
+        altitude and could circle the goal out of reach."""
         p = as_points(points)
         out = np.linalg.norm(p[:, :2] - self.goal[:2], axis=1)
         with np.errstate(invalid="ignore"):
@@ -83,7 +86,7 @@ class GoalGuidance:
         inside = (f[:, 0] >= 0) & (f[:, 0] < self.shape[0]) & (f[:, 1] >= 0) & (f[:, 1] < self.shape[1])
         idx = f[inside].astype(np.int64)
         out[inside] = self.values[idx[:, 0], idx[:, 1]]
-        return out
+        return np.hypot(out, p[:, 2] - self.goal[2])
 
 
 def guidance_from_occupancy(occupied, origin, voxel_size: float, goal, cell: float, inflate_m: float,
