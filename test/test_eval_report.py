@@ -12,6 +12,7 @@ from depth_nodes.cli import main
 from depth_nodes.eval.compare import compare_metrics, flatten_numeric, format_table, load_metrics
 from depth_nodes.eval.report import (
     Section,
+    clip_latencies,
     figure_to_data_uri,
     plot_error_vs_distance,
     plot_latency_histogram,
@@ -120,3 +121,13 @@ def test_compare_cli_table_and_json(tmp_path, capsys):
     with pytest.raises(ValueError, match="JSON object"):
         load_metrics(tmp_path / "bad.json")
     assert main(["eval", "compare", str(tmp_path / "missing.json"), str(tmp_path / "b.json")]) == 2
+
+
+def test_clip_latencies_caps_outliers_at_the_pooled_percentile():
+    a = np.concatenate([np.full(198, 5.0), [1750.0, 900.0]])
+    b = np.full(100, 10.0)
+    clipped, cap = clip_latencies({"a": a, "b": b})
+    assert cap == pytest.approx(np.percentile(np.concatenate([a, b]), 99))
+    assert cap < 900.0 and clipped["a"].max() == pytest.approx(cap)
+    np.testing.assert_array_equal(clipped["b"], b)
+    assert np.count_nonzero(clipped["a"] == cap) == 2  # the two outliers, drawn at the cap

@@ -74,8 +74,8 @@ def _per_frame_series(result: ReplayResult, key: str) -> np.ndarray:
 def write_replay_report(out_dir, result: ReplayResult, run: dict) -> Path:
     """Write ``report.html`` in ``out_dir``; return its path."""
     from depth_nodes.depth.metrics import DEPTH_BINS
-    from depth_nodes.eval.report import (Section, plot_error_vs_distance, plot_latency_histogram, plot_per_frame,
-                                         plot_sample_frames, plot_topdown_map, write_report)
+    from depth_nodes.eval.report import (Section, clip_latencies, plot_error_vs_distance, plot_latency_histogram,
+                                         plot_per_frame, plot_sample_frames, plot_topdown_map, write_report)
 
     m = result.metrics
     label = m["mode"]
@@ -105,8 +105,7 @@ def write_replay_report(out_dir, result: ReplayResult, run: dict) -> Path:
                       plot_per_frame({label: _per_frame_series(result, "valid_fraction")}, "valid fraction"))]))
     lat = {s: result.latencies_ms[s] for s in STAGES if result.latencies_ms[s].size}
     if lat:
-        cap = float(np.percentile(np.concatenate(list(lat.values())), 99))
-        clipped = {s: np.minimum(a, cap) for s, a in lat.items()}
+        clipped, cap = clip_latencies(lat)
         sections.append(Section("Latency", figures=[
             (f"per-stage latency per frame (values above the 99th percentile, {cap:.3g} ms, are drawn at it)",
              plot_latency_histogram(clipped))]))

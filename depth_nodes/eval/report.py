@@ -226,6 +226,13 @@ def plot_per_frame(values: Mapping[str, object], metric: str = "abs_rel") -> Fig
     return fig
 
 
+def clip_latencies(latencies_ms: Mapping[str, np.ndarray], percentile: float = 99.0) -> tuple[dict, float]:
+    """(series with values above the pooled ``percentile`` set to it, that cap in ms): a few
+    slow outliers (a first frame, a compile) otherwise squeeze a histogram into one bar."""
+    cap = float(np.percentile(np.concatenate([np.asarray(a, float) for a in latencies_ms.values()]), percentile))
+    return {k: np.minimum(np.asarray(a, float), cap) for k, a in latencies_ms.items()}, cap
+
+
 def plot_latency_histogram(latencies_ms: Mapping[str, object], bins: int = 40) -> Figure:
     """Histograms of latencies in milliseconds with a dashed line at each median."""
     series = {k: v[np.isfinite(v)] for k, v in _series(latencies_ms, "latencies_ms").items()}
