@@ -23,7 +23,7 @@ from depth_nodes.planning import kernels
 from depth_nodes.planning.collision import (CollisionResult, DepthObstacleImage, UnknownPolicy,
                                             check_primitives, path_points, required_clearance)
 from depth_nodes.planning.distance import DistanceField
-from depth_nodes.planning.primitives import PrimitiveLibrary, PrimitiveLibraryConfig, PrimitiveSet
+from depth_nodes.planning.primitives import PrimitiveLibrary, PrimitiveLibraryConfig, PrimitiveSet, wrap_angle
 from depth_nodes.planning.selection import CostWeights, best_brake, primitive_costs, select
 from depth_nodes.geometry import finite_scalar, finite_vector
 from depth_nodes.planning.state import DepthFrame, VehicleState
@@ -153,11 +153,8 @@ class PrimitivePlanner:
         if rate <= 0 or np.hypot(state.vel[0], state.vel[1]) > STUCK_SPEED_M_S:
             return None
         if self._turn_sign is None:
-            err = 0.0
-            if goal is not None:
-                d = goal[:2] - state.pos[:2]
-                err = float(np.arctan2(np.sin(np.arctan2(d[1], d[0]) - state.yaw),
-                                       np.cos(np.arctan2(d[1], d[0]) - state.yaw)))
+            err = 0.0 if goal is None else float(
+                wrap_angle(np.arctan2(goal[1] - state.pos[1], goal[0] - state.pos[0]) - state.yaw))
             self._turn_sign = -1.0 if err < 0 else 1.0
         return state.yaw + self._turn_sign * rate * (prims.t - prims.t[0])
 
