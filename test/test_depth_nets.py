@@ -10,7 +10,7 @@ from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.interface import DepthInput, make_estimator
 from depth_nodes.depth.model_io import WeightsNotFoundError, fold_batchnorm, load_weights, save_weights
 from depth_nodes.depth.mono_radar_net import MonoRadarNet
-from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, export_onnx
+from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, TorchBackend, export_onnx
 from depth_nodes.depth.stereo_net import StereoNet, correlation_volume
 
 
@@ -109,6 +109,24 @@ def test_onnx_matches_torch_stereo():
     t, o = _onnx_parity(net, [left, right])
     np.testing.assert_allclose(o[0], t[0], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(o[1], t[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
+def test_cpu_backend_runs_channels_last_with_plain_outputs(make):
+    """The CPU backend holds its weights channels_last (oneDNN for every convolution) and still
+    returns contiguous NCHW arrays equal to the plain layout's."""
+    net = make().eval()
+    img, img2 = _imgs(48, 64)
+    second = torch.rand(1, 2, 48, 64) if isinstance(net, MonoRadarNet) else img2
+    with torch.no_grad():
+        ref = [o.numpy().copy() for o in net(img, second)]
+    backend = TorchBackend(net, "cpu")
+    convs = [m for m in backend.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    outs = backend([img.numpy(), second.numpy()])
+    for out, want in zip(outs, ref):
+        assert out.flags["C_CONTIGUOUS"] and out.shape == want.shape
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
