@@ -11,7 +11,8 @@ from pathlib import Path
 LAUNCH_ARGS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "use_sim": ("true", "Run the live simulator (sim_node) and use simulated time.", ("true", "false")),
     "mode": ("mono", "Depth source: mono (camera + radar network) or stereo.", ("mono", "stereo")),
-    "stereo_backend": ("network", "Stereo matcher when mode:=stereo.", ("network", "sgbm")),
+    "stereo_backend": ("network", "Stereo matcher when mode:=stereo: network, sgbm (OpenCV) or hybrid (SGBM, "
+                       "its holes filled by the network).", ("network", "sgbm", "hybrid")),
     "world": ("forest", "Simulated world type when use_sim:=true.", ("forest", "urban", "indoor")),
     "seed": ("7", "Simulated world seed when use_sim:=true.", None),
     "density": ("medium", "Simulated obstacle density when use_sim:=true.", ("sparse", "medium", "dense")),
@@ -49,7 +50,7 @@ class NodeSpec:
     package: str = "depth_nodes"
 
 
-#: primitive_planner_node no_return_free_m with the stereo network (m; as eval flight uses).
+#: primitive_planner_node no_return_free_m with the stereo network or hybrid (m; as eval flight uses).
 STEREO_NETWORK_NO_RETURN_FREE_M = 10.0
 
 #: depth_source:=gt: the mapper and planner read the simulator's ground-truth depth
@@ -132,8 +133,9 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     # primitive_planner_node) sharing one TSDF: see README "Why the mapper and
     # planner share a process".
     planner = dict(common)
-    if args["depth_source"] == "estimate" and args["mode"] == "stereo" and args["stereo_backend"] == "network":
-        # the stereo network's NaN pixels are disparities below its minimum: free space that far at least
+    if args["depth_source"] == "estimate" and args["mode"] == "stereo" and args["stereo_backend"] != "sgbm":
+        # the stereo network's NaN pixels (the hybrid's too: it fills SGBM's holes with the network)
+        # are disparities below its minimum: free space that far at least
         planner["no_return_free_m"] = STEREO_NETWORK_NO_RETURN_FREE_M
     nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", planner, remappings))
     return nodes

@@ -197,6 +197,34 @@ def test_estimators_end_to_end_random_init():
         assert "network" in out.timings and out.timings["total"] >= out.timings["network"]
 
 
+def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
+    cam = PinholeCamera.from_fov(128, 96, 80.0)
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    left[:, 40:70] = 128  # a textureless band SGBM cannot match
+    inp = DepthInput(left, cam, None, np.roll(left, -6, axis=1), cam.with_baseline(0.1))
+    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32)
+    net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32)
+    sgbm = make_estimator("sgbm", num_disparities=32)
+    assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
+    assert hybrid.sgbm_for(128).num_disparities == 32   # the network's range at this width
+    disp, conf = hybrid.disparity(inp)
+    sgbm_disp, sgbm_conf = sgbm.disparity(left, inp.right_rgb)
+    net_disp, net_conf = net.disparity(inp)
+    matched = np.isfinite(sgbm_disp)
+    assert 0.2 < matched.mean() < 0.95
+    np.testing.assert_array_equal(disp[matched], sgbm_disp[matched])
+    np.testing.assert_allclose(disp[~matched], net_disp[~matched], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(conf[matched], sgbm_conf[matched])
+    out = hybrid.estimate(inp)
+    assert {"network", "sgbm", "fuse"} <= set(out.timings)
+    assert np.isfinite(out.depth).mean() >= np.isfinite(make_estimator("sgbm", num_disparities=32).estimate(inp).depth).mean()
+    with pytest.raises(ValueError, match="num_disparities"):
+        make_estimator("stereo-hybrid", weights="random-init", num_disparities=20)
+    with pytest.raises(ValueError, match="radar_dilate"):
+        make_estimator("stereo-hybrid", weights="random-init", radar_dilate=1)
+
+
 def test_input_validation():
     cam = PinholeCamera.from_fov(64, 48, 80.0)
     img = np.zeros((48, 64, 3), np.uint8)

@@ -54,3 +54,15 @@ def test_packaged_weights_give_metric_depth_and_radar_helps(frames):
     # bounds an untrained network fails (random init: abs_rel 0.46 here; the packaged weights 0.11)
     assert with_radar < 0.30
     assert with_radar < without
+
+
+def test_packaged_stereo_hybrid_is_dense_and_beats_sgbm_on_middlebury():
+    """Real stereo (Middlebury motorcycle): the hybrid fills SGBM's holes with the packaged
+    network, so it is dense and, counting holes as wrong, has fewer bad pixels than SGBM."""
+    from depth_nodes.depth.evaluate import eval_stereo_real
+
+    res = eval_stereo_real(runtime="onnx")
+    sgbm, net, hybrid = res["sgbm"], res["stereo_net"], res["stereo_hybrid"]
+    assert net["status"] == hybrid["status"] == "trained"
+    assert sgbm["density"] < 0.95 and hybrid["density"] == net["density"] == 1.0
+    assert hybrid["bad2"] < min(sgbm["bad2"], net["bad2"]) and hybrid["epe"] < net["epe"]

@@ -36,6 +36,9 @@ def test_graph_follows_mode_and_sim():
     assert "no_return_free_m" not in stereo[1].parameters  # SGBM's holes are unknown, not free
     net = graph.build_graph(graph.parse_launch_args({"mode": "stereo"}))
     assert net[-1].parameters["no_return_free_m"] == graph.STEREO_NETWORK_NO_RETURN_FREE_M > 0
+    hybrid = graph.build_graph(graph.parse_launch_args({"mode": "stereo", "stereo_backend": "hybrid"}))
+    assert hybrid[1].parameters["backend"] == "hybrid"  # its holes are the network's: far, not unknown
+    assert hybrid[-1].parameters["no_return_free_m"] == graph.STEREO_NETWORK_NO_RETURN_FREE_M
 
 
 def test_depth_source_gt_remaps_the_planner_and_starts_no_depth_node():

@@ -258,17 +258,18 @@ def test_stereo_sgbm_depth_and_disparity(ctx, ns, rng):
         h.close()
 
 
-def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rng):
+@pytest.mark.parametrize("backend,estimator", [("network", "stereo"), ("hybrid", "stereo-hybrid")])
+def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rng, backend, estimator):
     cam = PinholeCamera.from_fov(W, H, 90.0)
     right_cam = cam.with_baseline(0.12)
     node = stereo_depth_node.StereoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
-        Parameter("backend", value="network"), Parameter("max_disparity", value=32),
+        Parameter("backend", value=backend), Parameter("max_disparity", value=32),
         Parameter("publish_points", value=False)])
     h = Harness(ctx, node, {"stereo/left/image_rect": Image, "stereo/right/image_rect": Image,
                             "stereo/left/camera_info": CameraInfo, "stereo/right/camera_info": CameraInfo},
                 {"disparity": DisparityImage, "depth/image": Image})
     try:
-        assert node.estimator is not None and node.estimator.name == "stereo"
+        assert node.estimator is not None and node.estimator.name == estimator
         stamp = sec_to_stamp(3.0)
         img = textured_rgb(rng, W, H)
 

@@ -42,7 +42,8 @@ def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames
 
 
 def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = STEREO_REAL_MAX_DISPARITY) -> dict:
-    """Network vs SGBM on Middlebury 2014 motorcycle (skimage.data.stereo_motorcycle, quarter size).
+    """Network, SGBM and the hybrid (SGBM, its holes filled by the network) on Middlebury 2014
+    motorcycle (skimage.data.stereo_motorcycle, quarter size).
 
     Disparity metrics in pixels at the image's resolution (see metrics.disparity_metrics).
     """
@@ -72,6 +73,11 @@ def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = 
     res["stereo_net"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
                          "status": net.weights_status, "runtime": runtime,
                          "training_steps": net.card.get("training", {}).get("steps")}
+    hybrid = make_estimator("stereo-hybrid", runtime=runtime, weights=weights, max_disparity=max_disparity,
+                            net_size=(w, h), num_disparities=max_disparity)
+    disp, _ = hybrid.disparity(inp)
+    res["stereo_hybrid"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
+                            "status": hybrid.weights_status, "runtime": runtime}
     return res
 
 

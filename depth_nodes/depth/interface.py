@@ -19,7 +19,9 @@ import numpy as np
 from depth_nodes.camera import PinholeCamera
 
 #: Estimation modes understood by :func:`make_estimator`.
-MODES = ("mono", "mono-radar", "stereo", "sgbm")
+MODES = ("mono", "mono-radar", "stereo", "stereo-hybrid", "sgbm")
+#: The modes that need a rectified stereo pair.
+STEREO_MODES = ("stereo", "stereo-hybrid", "sgbm")
 #: Inference runtimes understood by :func:`make_estimator` (``auto``: see :func:`resolve_runtime`).
 RUNTIMES = ("auto", "torch", "onnx", "tensorrt")
 DEVICES = ("cpu", "cuda")
@@ -28,6 +30,7 @@ ESTIMATOR_OPTIONS = {
     "mono": {"net_size"},
     "mono-radar": {"net_size", "radar_dilate"},
     "stereo": {"net_size", "max_disparity"},
+    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio"},
     "sgbm": {"num_disparities", "block_size", "uniqueness_ratio"},
 }
 #: Most radar points accepted in one frame (guards allocations from bad messages).
@@ -188,7 +191,8 @@ def make_estimator(mode: str, runtime: str = "auto", device: str = "cpu", weight
     """Build an estimator.
 
     ``mode``: ``mono`` (mono+radar net with radar ignored), ``mono-radar``,
-    ``stereo`` (network) or ``sgbm`` (OpenCV, no runtime/weights).
+    ``stereo`` (network), ``stereo-hybrid`` (SGBM where it matches, the network in its
+    holes) or ``sgbm`` (OpenCV, no runtime/weights).
     ``runtime``: ``torch``, ``onnx`` (onnxruntime), ``tensorrt`` or ``auto`` (:func:`resolve_runtime`).
     ``weights``: path to a ``.safetensors`` file (model card ``.json`` beside
     it), ``None`` for the packaged weights, or ``"random-init"`` for untrained

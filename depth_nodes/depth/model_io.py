@@ -22,7 +22,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Architecture class name -> class (what a model card may name).
 ARCHITECTURES: dict[str, type[nn.Module]] = {"MonoRadarNet": MonoRadarNet, "StereoNet": StereoNet}
 #: Estimation mode -> default weights file stem.
-MODEL_FOR_MODE = {"mono": "mono_radar", "mono-radar": "mono_radar", "stereo": "stereo"}
+MODEL_FOR_MODE = {"mono": "mono_radar", "mono-radar": "mono_radar", "stereo": "stereo", "stereo-hybrid": "stereo"}
 #: Default architecture for each weights stem (random-init benchmarks).
 ARCH_FOR_MODEL = {"mono_radar": "MonoRadarNet", "stereo": "StereoNet"}
 

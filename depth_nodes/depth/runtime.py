@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import io
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -274,6 +276,58 @@ class StereoEstimator(NetworkEstimator):
             return to_camera(disp, inp.camera) * (inp.camera.width / cam.width), to_camera(conf, inp.camera)
 
 
+class HybridStereoEstimator(StereoEstimator):
+    """SGBM's disparity wherever it finds a match, the stereo network's in SGBM's holes.
+
+    Dense like the network, with the classical matcher's sub-pixel precision on the pixels it
+    trusts (it passed SGBM's uniqueness, left-right and speckle checks). SGBM runs on a worker
+    thread (OpenCV releases the GIL) while the network runs, so on a GPU the two overlap. Its
+    search range defaults to the network's at the camera's resolution."""
+
+    name = "stereo-hybrid"
+
+    def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
+                 card=None, num_disparities: int | None = None, block_size: int | None = None,
+                 uniqueness_ratio: int = 10):
+        from depth_nodes.depth.sgbm import SgbmEstimator
+
+        super().__init__(model, runtime, device, weights_status, net_size, card)
+        SgbmEstimator(num_disparities, block_size, uniqueness_ratio)  # reject bad options now
+        self.num_disparities, self._sgbm_options = num_disparities, (block_size, uniqueness_ratio)
+        self._sgbm: dict[int, SgbmEstimator] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgbm")
+
+    def sgbm_for(self, width: int):
+        """The SGBM matcher for images ``width`` px wide; by default it searches the network's
+        range at that width, rounded up to a multiple of 16."""
+        from depth_nodes.depth.sgbm import SgbmEstimator
+
+        nd = self.num_disparities
+        if not nd:
+            scale = width / float(self.net_size[0] if self.net_size else width)
+            nd = int(16 * np.ceil(self.model.max_disparity * scale / 16.0))
+        if nd not in self._sgbm:
+            self._sgbm[nd] = SgbmEstimator(nd, *self._sgbm_options)
+        return self._sgbm[nd]
+
+    def _run_sgbm(self, inp: DepthInput) -> tuple[np.ndarray, np.ndarray, float]:
+        t = time.perf_counter()
+        disp, conf = self.sgbm_for(inp.camera.width).disparity(inp.rgb, inp.right_rgb)
+        return disp, conf, (time.perf_counter() - t) * 1e3
+
+    def disparity(self, inp: DepthInput, timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:
+        timer = timer or StageTimer()
+        if inp.right_rgb is None:
+            raise ValueError("stereo disparity needs right_rgb and right_camera")
+        job = self._pool.submit(self._run_sgbm, inp)
+        net_disp, net_conf = super().disparity(inp, timer)
+        sgbm_disp, sgbm_conf, sgbm_ms = job.result()
+        timer.ms["sgbm"] = sgbm_ms  # concurrent with the network: not part of the sum of stages
+        with timer("fuse"):
+            matched = np.isfinite(sgbm_disp)
+            return np.where(matched, sgbm_disp, net_disp), np.where(matched, sgbm_conf, net_conf)
+
+
 def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.Module, dict | None, str]:
     """(model, card, weights_status) for ``mono_radar``/``stereo``.
 
@@ -289,17 +343,20 @@ def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.
 
 def make_network_estimator(mode: str, runtime: str = "torch", device: str = "cpu", weights=None,
                            net_size=None, max_disparity: int | None = None, **options) -> NetworkEstimator:
-    """Network estimator for ``mono``, ``mono-radar`` or ``stereo`` (see interface.make_estimator)."""
+    """Network estimator for ``mono``, ``mono-radar``, ``stereo`` or ``stereo-hybrid`` (see
+    interface.make_estimator)."""
     if mode not in MODEL_FOR_MODE:
         raise ValueError(f"network mode must be one of {sorted(MODEL_FOR_MODE)}, got {mode!r}")
     model_name = MODEL_FOR_MODE[mode]
     overrides = {}
     if max_disparity is not None:
-        if mode != "stereo":
-            raise ValueError(f"max_disparity only applies to mode 'stereo', not {mode!r}")
+        if MODEL_FOR_MODE[mode] != "stereo":
+            raise ValueError(f"max_disparity only applies to the stereo network's modes, not {mode!r}")
         overrides["max_disparity"] = int(max_disparity)
     model, card, status = load_network(model_name, weights, **overrides)
     if mode == "stereo":
         return StereoEstimator(model, runtime, device, status, net_size, card, **options)
+    if mode == "stereo-hybrid":
+        return HybridStereoEstimator(model, runtime, device, status, net_size, card, **options)
     return MonoRadarEstimator(model, runtime, device, status, net_size, card, use_radar=(mode == "mono-radar"),
                               **options)

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from depth_nodes.cliutil import add_json_flag, emit_json, run_info
+from depth_nodes.depth.interface import MODES
 
 
 def parse_topic_remaps(items) -> dict[str, str]:
@@ -184,7 +185,7 @@ def register(groups) -> None:
     p.add_argument("--speeds", default="3", help="cruise speeds in m/s, comma-separated")
     p.add_argument("--trials", type=int, default=20, help="trials per setting")
     p.add_argument("--seed", type=int, default=100, help="world seed of the first trial")
-    p.add_argument("--depth", default="gt", help="depth sources, comma-separated: gt, mono, mono-radar, stereo, sgbm")
+    p.add_argument("--depth", default="gt", help=f"depth sources, comma-separated: {', '.join(('gt',) + MODES)}")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                    help="parallel processes (default: all cores)")
     p.add_argument("--out", default=None, help="directory for metrics.json and report.html")
@@ -212,7 +213,7 @@ def register(groups) -> None:
                     "as the CPU allows; write metrics.json and report.html. With ground truth (sim bags) depth, "
                     "map and planner are scored; without it only timing, coverage and self-consistency.")
     p.add_argument("bag", help="bag directory or .mcap/.db3 file")
-    p.add_argument("--mode", default="gt", choices=("gt", "mono", "mono-radar", "stereo", "sgbm"),
+    p.add_argument("--mode", default="gt", choices=("gt",) + MODES,
                    help="depth source (gt: ground_truth/depth)")
     add_topic_flag(p)
     p.add_argument("--out", default=None, help="output directory (default out/replay/<bag name>)")

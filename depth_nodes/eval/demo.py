@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_nodes.cliutil import emit_json, run_info
+from depth_nodes.depth.interface import MODES
 
 log = logging.getLogger("depth_nodes.demo")
 
@@ -156,7 +157,7 @@ def register_demo(root) -> None:
     p.add_argument("--density", default="medium", choices=("sparse", "medium", "dense"))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--extent", default="20x10", help="world size LENGTHxWIDTH in metres ('' = the world's default)")
-    p.add_argument("--depth", default="mono-radar", choices=("mono-radar", "mono", "stereo", "sgbm", "gt"),
+    p.add_argument("--depth", default="mono-radar", choices=MODES + ("gt",),
                    help="depth source (gt: the simulator's ground-truth depth)")
     p.add_argument("--image-size", default="160x120", help="simulated camera WIDTHxHEIGHT (graph only)")
     p.add_argument("--timeout", type=float, default=240.0, help="wall seconds allowed for the flight (graph only)")

@@ -26,9 +26,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from depth_nodes.depth.interface import MODES, STEREO_MODES
+
 log = logging.getLogger(__name__)
 
-DEPTH_SOURCES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
+DEPTH_SOURCES = ("gt",) + MODES
 
 #: ESDF saturation distance (m): above the largest required clearance of any primitive.
 ESDF_MAX_DISTANCE_M = 1.0
@@ -148,7 +150,7 @@ class DepthSource:
         from depth_nodes.depth.interface import DepthInput
         from depth_nodes.sim.radar import transform_radar_points
 
-        stereo = self.mode in ("stereo", "sgbm")
+        stereo = self.mode in STEREO_MODES
         radar = self.mode == "mono-radar"
         frame = suite.render(T_world_body, v_world, rng, stereo=stereo, radar=radar)
         radar_cam = None

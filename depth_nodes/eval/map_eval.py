@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_nodes import cliutil
+from depth_nodes.depth.interface import MODES
 
 log = logging.getLogger(__name__)
 
 #: Depth sources understood by ``eval map --mode``.
-MAP_MODES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
+MAP_MODES = ("gt",) + MODES
 #: Ground-truth surface samples kept per frame for completeness.
 _GT_SAMPLES_PER_FRAME = 2000
 

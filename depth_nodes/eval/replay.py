@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from depth_nodes.depth.interface import MODES, STEREO_MODES
 from depth_nodes.geometry import check_pose, invert_pose, make_pose, quat_to_rot, rot_to_yaw, transform_points
 
 LOG = logging.getLogger(__name__)
 
-REPLAY_MODES = ("gt", "mono", "mono-radar", "stereo", "sgbm")
-STEREO_MODES = ("stereo", "sgbm")
+REPLAY_MODES = ("gt",) + MODES
 #: Timed stages, in pipeline order (``read`` = bag read + decode + sync for one frame).
 STAGES = ("read", "depth", "map", "esdf", "plan")
 #: GT-depth / self-consistency pixels are taken on this pixel stride.

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from depth_nodes.depth.interface import STEREO_MODES
+
 log = logging.getLogger(__name__)
 
 #: Topics the demo records, with their types (the recorder subscribes at once, best effort).
@@ -200,6 +202,7 @@ DEPTH_CHOICES = {
     "mono-radar": {"mode": "mono", "depth_source": "estimate"},
     "mono": {"mode": "mono", "depth_source": "estimate"},
     "stereo": {"mode": "stereo", "stereo_backend": "network", "depth_source": "estimate"},
+    "stereo-hybrid": {"mode": "stereo", "stereo_backend": "hybrid", "depth_source": "estimate"},
     "sgbm": {"mode": "stereo", "stereo_backend": "sgbm", "depth_source": "estimate"},
     "gt": {"depth_source": "gt"},
 }
@@ -212,7 +215,7 @@ def demo_node_params(depth: str, image_size: tuple[int, int], lockstep_timeout_s
         raise ValueError(f"depth must be one of {sorted(DEPTH_CHOICES)}, got {depth!r}")
     params = {
         "sim_node": {"image_width": image_size[0], "image_height": image_size[1],
-                     "publish_stereo": depth in ("stereo", "sgbm"), "publish_radar": depth == "mono-radar",
+                     "publish_stereo": depth in STEREO_MODES, "publish_radar": depth == "mono-radar",
                      "lockstep_timeout_s": lockstep_timeout_s},
         "tsdf_mapper_node": {"map_publish_period_s": 5.0},
     }

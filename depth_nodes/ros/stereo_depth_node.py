@@ -4,8 +4,9 @@ Subscribes ``stereo/left/image_rect``, ``stereo/left/camera_info``,
 ``stereo/right/image_rect`` and ``stereo/right/camera_info`` (latest infos are
 used; the right one carries the baseline as ``P[0, 3] = -fx * B``, B > 0).
 Left and right images are paired by exactly equal stamps (small bounded
-buffer, newest pair wins). ``backend``: ``network`` (stereo network) or
-``sgbm`` (OpenCV semi-global matching, no weights). Publishes ``disparity``
+buffer, newest pair wins). ``backend``: ``network`` (stereo network),
+``sgbm`` (OpenCV semi-global matching, no weights) or ``hybrid`` (SGBM where it
+finds a match, the network in its holes). Publishes ``disparity``
 (stereo_msgs/DisparityImage, f = fx, T = baseline, invalid pixels below
 min_disparity) plus depth/image, depth/confidence, depth/camera_info and
 depth/points (see :mod:`depth_nodes.ros.depth_node_base`).
@@ -27,13 +28,15 @@ from depth_nodes.ros.depth_node_base import ESTIMATOR_PARAMS, DepthNodeBase, Pen
 from depth_nodes.ros.node_base import SENSOR_QOS, run_node
 
 NODE_NAME = "stereo_depth_node"
+#: backend parameter -> estimator mode
+BACKEND_MODES = {"network": "stereo", "sgbm": "sgbm", "hybrid": "stereo-hybrid"}
 #: Unpaired images kept per side while waiting for the other side.
 PAIR_BUFFER = 4
 SIDES = ("left", "right")
 
 PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
-    Param("backend", "network", "Stereo matcher: network (trained stereo net) or sgbm (OpenCV, no weights).",
-          choices=("network", "sgbm")),
+    Param("backend", "network", "Stereo matcher: network (trained stereo net), sgbm (OpenCV, no weights) or "
+          "hybrid (SGBM where it finds a match, the network in its holes).", choices=tuple(BACKEND_MODES)),
     Param("max_disparity", 0, "Disparity search range in pixels (0 = default: the network's trained range; "
           "SGBM width/8). Network: multiple of 4 at network resolution; SGBM: multiple of 16.", 0, 1024),
 )
@@ -61,7 +64,7 @@ class StereoDepthNode(DepthNodeBase):
         except ValueError as exc:
             self.fail(str(exc))
             return
-        self.start_estimator("sgbm" if backend == "sgbm" else "stereo", **options)
+        self.start_estimator(BACKEND_MODES[backend], **options)
 
     def on_camera_info(self, side: str, msg: CameraInfo) -> None:
         topic = f"stereo/{side}/camera_info"
