@@ -218,6 +218,10 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     np.testing.assert_array_equal(conf[matched], sgbm_conf[matched])
     out = hybrid.estimate(inp)
     assert {"network", "sgbm", "fuse"} <= set(out.timings)
+    from concurrent.futures import ThreadPoolExecutor
+
+    hybrid._pool = ThreadPoolExecutor(1)  # the GPU path (SGBM beside the network), run on the CPU
+    np.testing.assert_array_equal(hybrid.disparity(inp)[0], disp)
     assert np.isfinite(out.depth).mean() >= np.isfinite(make_estimator("sgbm", num_disparities=32).estimate(inp).depth).mean()
     with pytest.raises(ValueError, match="num_disparities"):
         make_estimator("stereo-hybrid", weights="random-init", num_disparities=20)

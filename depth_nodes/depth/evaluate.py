@@ -13,7 +13,7 @@ from depth_nodes.cliutil import time_call
 from depth_nodes.depth.data import DepthDataset
 from depth_nodes.depth.interface import DepthEstimator, DepthInput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import WeightsNotFoundError
+from depth_nodes.depth.model_io import MODEL_FOR_MODE, WeightsNotFoundError
 from depth_nodes.depth.runtime import RuntimeUnavailableError
 
 
@@ -101,6 +101,7 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
 
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network.
+    ``stereo_hybrid``: the stereo network with SGBM on a thread beside it.
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
     """
     from depth_nodes.depth.flops import count_macs, count_params
@@ -108,7 +109,9 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
 
     rng = np.random.default_rng(0)
     res: dict = {"weights": weights, "repeat": repeat, "batch": 1}
-    jobs = [(model, mode, rt) for model, mode in (("mono_radar", "mono-radar"), ("stereo", "stereo"))
+    # the hybrid runs the stereo network (same parameters and GMAC) plus SGBM beside it
+    jobs = [(model, mode, rt) for model, mode in (("mono_radar", "mono-radar"), ("stereo", "stereo"),
+                                                  ("stereo_hybrid", "stereo-hybrid"))
             for rt in runtimes]
     total = (len(jobs) + 1) * len(sizes)
     with tqdm(total=total, desc="bench models", unit="case") as bar:
@@ -119,13 +122,14 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                 res[f"{model}_{rt}_unavailable"] = str(exc)
                 bar.update(len(sizes))
                 continue
-            if rt == runtimes[0]:
+            network_info = rt == runtimes[0] and mode in MODEL_FOR_MODE and model == MODEL_FOR_MODE[mode]
+            if network_info:
                 res[f"{model}_params"] = count_params(est.model)
             for w, h in sizes:
                 inp = _bench_input(w, h, rng)
                 key = f"{model}_{w}x{h}_ms" if rt == "torch" else f"{model}_{rt}_{w}x{h}_ms"
                 _store_timing(res, key, time_call(lambda: est.estimate(inp), repeat=repeat, warmup=3))
-                if rt == runtimes[0]:
+                if network_info:
                     x = torch.zeros(1, 3, h, w)
                     second = torch.zeros(1, 2, h, w) if model == "mono_radar" else x
                     res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9

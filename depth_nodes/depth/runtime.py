@@ -280,8 +280,9 @@ class HybridStereoEstimator(StereoEstimator):
     """SGBM's disparity wherever it finds a match, the stereo network's in SGBM's holes.
 
     Dense like the network, with the classical matcher's sub-pixel precision on the pixels it
-    trusts (it passed SGBM's uniqueness, left-right and speckle checks). SGBM runs on a worker
-    thread (OpenCV releases the GIL) while the network runs, so on a GPU the two overlap. Its
+    trusts (it passed SGBM's uniqueness, left-right and speckle checks). With the network on a
+    GPU, SGBM runs on a worker thread meanwhile (OpenCV releases the GIL); on the CPU the two run
+    one after the other, each with all the threads (sharing the cores makes both slower). Its
     search range defaults to the network's at the camera's resolution."""
 
     name = "stereo-hybrid"
@@ -295,7 +296,7 @@ class HybridStereoEstimator(StereoEstimator):
         SgbmEstimator(num_disparities, block_size, uniqueness_ratio)  # reject bad options now
         self.num_disparities, self._sgbm_options = num_disparities, (block_size, uniqueness_ratio)
         self._sgbm: dict[int, SgbmEstimator] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgbm")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgbm") if device == "cuda" else None
 
     def sgbm_for(self, width: int):
         """The SGBM matcher for images ``width`` px wide; by default it searches the network's
@@ -319,10 +320,10 @@ class HybridStereoEstimator(StereoEstimator):
         timer = timer or StageTimer()
         if inp.right_rgb is None:
             raise ValueError("stereo disparity needs right_rgb and right_camera")
-        job = self._pool.submit(self._run_sgbm, inp)
+        job = self._pool.submit(self._run_sgbm, inp) if self._pool else None
         net_disp, net_conf = super().disparity(inp, timer)
-        sgbm_disp, sgbm_conf, sgbm_ms = job.result()
-        timer.ms["sgbm"] = sgbm_ms  # concurrent with the network: not part of the sum of stages
+        sgbm_disp, sgbm_conf, sgbm_ms = job.result() if job else self._run_sgbm(inp)
+        timer.ms["sgbm"] = sgbm_ms  # on a GPU concurrent with the network
         with timer("fuse"):
             matched = np.isfinite(sgbm_disp)
             return np.where(matched, sgbm_disp, net_disp), np.where(matched, sgbm_conf, net_conf)
