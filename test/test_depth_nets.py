@@ -208,6 +208,7 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     sgbm = make_estimator("sgbm", num_disparities=32)
     assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
     assert hybrid.sgbm_for(128).num_disparities == 32   # the network's range at this width
+    assert hybrid.sgbm_for(30).num_disparities == 16    # kept narrower than the image
     disp, conf = hybrid.disparity(inp)
     sgbm_disp, sgbm_conf = sgbm.disparity(left, inp.right_rgb)
     net_disp, net_conf = net.disparity(inp)

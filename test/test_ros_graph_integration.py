@@ -107,9 +107,12 @@ def test_graph_flies_to_goal_on_mono_radar_depth(tmp_path):
     mono = flight.diagnostics["/mono_depth_node"]
     assert mono["estimator"] == "mono-radar" and mono["weights_status"] == "trained", mono
     # radar and image are separate best-effort streams: under load a radar scan can arrive after
-    # its image, and that frame runs without radar (a broken radar path would miss every frame)
-    assert mono["frames_dropped"] == "0" and int(mono["frames_processed"]) > 0, mono
-    assert int(mono["frames_without_radar"]) <= max(2, 0.05 * int(mono["frames_processed"])), mono
+    # its image, and that frame runs without radar (a broken radar path would miss every frame);
+    # and a plan made on a stale-depth brake lets the simulator step on while the node is still
+    # busy, so on a starved CPU a frame may be replaced by the next before it is estimated
+    processed = int(mono["frames_processed"])
+    assert processed > 0 and int(mono["frames_dropped"]) <= max(0, 0.05 * processed), mono
+    assert int(mono["frames_without_radar"]) <= max(2, 0.05 * processed), mono
     # lockstep held: the planner answered every camera frame, each with a plan on that frame's depth
     assert flight.diagnostics["/sim_node"]["lockstep_timeouts"] == "0"
     # (a frame lost on the best-effort stream is covered by a later stale-depth brake)

@@ -300,13 +300,15 @@ class HybridStereoEstimator(StereoEstimator):
 
     def sgbm_for(self, width: int):
         """The SGBM matcher for images ``width`` px wide; by default it searches the network's
-        range at that width, rounded up to a multiple of 16."""
+        range at that width, rounded up to a multiple of 16 and kept below the width (OpenCV
+        needs a search range narrower than the image)."""
         from depth_nodes.depth.sgbm import SgbmEstimator
 
         nd = self.num_disparities
         if not nd:
             scale = width / float(self.net_size[0] if self.net_size else width)
             nd = int(16 * np.ceil(self.model.max_disparity * scale / 16.0))
+            nd = max(16, min(nd, 16 * ((width - 1) // 16)))
         if nd not in self._sgbm:
             self._sgbm[nd] = SgbmEstimator(nd, *self._sgbm_options)
         return self._sgbm[nd]
