@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from depth_nodes.depth.interface import MODES, STEREO_MODES
+from depth_nodes.depth.interface import MODES, STEREO_MODES, DepthInput
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,6 @@ class DepthSource:
         T_wc = T_world_body @ rig.T_body_camera
         if self.mode == "gt":
             return suite.camera.depth(T_wc), T_wc
-        from depth_nodes.depth.interface import DepthInput
         from depth_nodes.sim.radar import transform_radar_points
 
         stereo = self.mode in STEREO_MODES
