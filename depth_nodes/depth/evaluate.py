@@ -13,7 +13,7 @@ from depth_nodes.cliutil import time_call
 from depth_nodes.depth.data import DepthDataset
 from depth_nodes.depth.interface import DepthEstimator, DepthInput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import MODEL_FOR_MODE, WeightsNotFoundError
+from depth_nodes.depth.model_io import WeightsNotFoundError
 from depth_nodes.depth.runtime import RuntimeUnavailableError
 
 
@@ -101,7 +101,8 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
 
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network.
-    ``stereo_hybrid``: the stereo network with SGBM on a thread beside it.
+    ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); its params
+    and GMAC are the stereo network's and are not repeated.
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
     """
     from depth_nodes.depth.flops import count_macs, count_params
@@ -122,7 +123,7 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                 res[f"{model}_{rt}_unavailable"] = str(exc)
                 bar.update(len(sizes))
                 continue
-            network_info = rt == runtimes[0] and mode in MODEL_FOR_MODE and model == MODEL_FOR_MODE[mode]
+            network_info = rt == runtimes[0] and mode != "stereo-hybrid"
             if network_info:
                 res[f"{model}_params"] = count_params(est.model)
             for w, h in sizes:
