@@ -186,3 +186,54 @@ def test_mono_far_hinge_only_penalises_sky_predicted_near():
     # the first sky pixel is one log unit short, the second far enough, the third is not sky
     assert far_hinge(log_pred, sky).item() == pytest.approx(0.5)
     assert far_hinge(log_pred, torch.zeros_like(sky)).item() == 0.0
+
+
+def test_relative_error_is_abs_rel_over_valid_pixels():
+    import math
+
+    import torch
+
+    from depth_nodes.depth.losses import REL_CLIP_LOG, relative_error
+
+    gt = torch.tensor([[[[2.0, 10.0, 4.0, 1.0]]]])
+    pred = torch.tensor([[[[3.0, 8.0, 4.0, 100.0]]]])
+    valid = torch.tensor([[[[1.0, 1.0, 1.0, 0.0]]]])
+    # (0.5 + 0.2 + 0) / 3; the invalid last pixel counts for nothing
+    assert relative_error(torch.log(pred), torch.log(gt), valid).item() == pytest.approx(0.7 / 3, rel=1e-5)
+    # a huge overestimate is capped at e**REL_CLIP_LOG - 1 and adds no gradient beyond it
+    log_pred = torch.log(pred).requires_grad_(True)
+    loss = relative_error(log_pred, torch.log(gt), torch.ones_like(gt))
+    assert loss.item() == pytest.approx((0.7 + math.exp(REL_CLIP_LOG) - 1) / 4, rel=1e-5)
+    loss.backward()
+    grad = log_pred.grad.flatten().tolist()
+    assert grad[3] == 0.0 and grad[0] > 0 > grad[1]
+
+
+def test_rel_weight_changes_the_mono_loss_and_is_recorded(dataset, tmp_path, capsys):
+    import torch
+
+    from depth_nodes.depth.data import DepthDataset
+    from depth_nodes.depth.losses import mono_loss
+    from depth_nodes.depth.model_io import build_model
+
+    torch.manual_seed(0)
+    model = build_model("MonoRadarNet", {})
+    item = DepthDataset(dataset, "all", size=(64, 48))[0]
+    batch = {k: torch.as_tensor(v)[None] for k, v in item.items()}
+    plain, parts = mono_loss(model, batch)
+    with_rel, parts_rel = mono_loss(model, batch, rel_weight=0.5)
+    assert "rel" not in parts and parts_rel["rel"] > 0
+    assert with_rel.item() == pytest.approx(plain.item() + 0.5 * parts_rel["rel"], rel=1e-4)
+
+    out = tmp_path / "run"
+    assert main(["train", "mono", "--data", str(dataset), "--minutes", "5", "--out", str(out), "--batch", "2",
+                 "--steps", "1", "--rel-weight", "0.5", "--json"]) == 0
+    capsys.readouterr()
+    card = json.loads((out / "mono_radar.json").read_text())
+    assert "--rel-weight 0.5" in card["training"]["command"] and card["training"]["config"]["rel_weight"] == 0.5
+    with pytest.raises(SystemExit):  # a stereo option it does not have
+        main(["train", "stereo", "--data", str(dataset), "--minutes", "1", "--rel-weight", "0.5"])
+    from depth_nodes.depth.train import TrainConfig
+
+    with pytest.raises(ValueError, match="for task .mono. only"):
+        TrainConfig(task="stereo", data=str(dataset), minutes=1, rel_weight=0.5).validate()

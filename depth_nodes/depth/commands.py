@@ -61,6 +61,8 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(value)]
     if args.no_return_far:
         parts.append("--no-return-far")
+    if args.rel_weight:
+        parts += ["--rel-weight", str(args.rel_weight)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -72,7 +74,7 @@ def cmd_train(args) -> int:
                       seed=args.seed, lr=args.lr, steps=args.steps, size=_size(args.size) if args.size else None,
                       workers=args.workers, max_disparity=args.max_disparity,
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
-                      no_return_far=args.no_return_far)
+                      no_return_far=args.no_return_far, rel_weight=args.rel_weight)
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -154,9 +156,13 @@ def register(groups) -> None:
                        help="pixels without GT depth (a simulated sky: no surface) are trained as far away "
                             "(stereo: toward zero disparity; mono: at least 30 m); without it they are ignored "
                             "and the network guesses there. Only for data whose missing depth means no surface")
+        if task == "mono":
+            p.add_argument("--rel-weight", type=float, default=0.0,
+                           help="weight of a relative-error term |pred-gt|/gt (the abs_rel metric) added to "
+                                "the scale-invariant loss; 0 leaves it out")
         _add_threads(p)
         add_json_flag(p)
-        p.set_defaults(func=cmd_train, task=task)
+        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)

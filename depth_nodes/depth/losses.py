@@ -2,7 +2,7 @@
 
 Mono: scale-invariant log loss + multi-scale gradient matching on log depth +
 binary cross-entropy of the confidence against "is a delta1 inlier" (+ optionally a
-hinge keeping pixels without a surface far).
+relative-error term, and a hinge keeping pixels without a surface far).
 Stereo: smooth-L1 on coarse and refined disparity + confidence BCE against
 "error below 1 px".
 """
@@ -21,6 +21,8 @@ STEREO_INLIER_PX = 1.0
 FAR_M = 30.0
 #: ... with this weight on the shortfall (log units).
 FAR_WEIGHT = 0.5
+#: Mono ``rel_weight``: ratios pred/gt above e**REL_CLIP_LOG add no further gradient (silog still does).
+REL_CLIP_LOG = 2.0
 
 
 def silog(log_pred: torch.Tensor, log_gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,15 @@ def confidence_bce(logit: torch.Tensor, inlier: torch.Tensor, mask: torch.Tensor
     return (bce * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def relative_error(log_pred: torch.Tensor, log_gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - gt| / gt over valid pixels: the abs_rel metric itself.
+
+    silog is 85 % blind to an image's mean log error and weighs a log error the same at
+    every range; this term is not, and pulls each pixel toward the value abs_rel prefers."""
+    ratio = torch.exp((log_pred - log_gt).clamp(max=REL_CLIP_LOG))
+    return ((ratio - 1.0).abs() * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def far_hinge(log_pred: torch.Tensor, no_return: torch.Tensor, far_m: float = FAR_M) -> torch.Tensor:
     """Mean over ``no_return`` pixels of how far (log units) the prediction falls short of ``far_m``:
     nothing is asked of them but to be at least that far."""
@@ -59,8 +70,10 @@ def far_hinge(log_pred: torch.Tensor, no_return: torch.Tensor, far_m: float = FA
     return short.sum() / no_return.sum().clamp(min=1.0)
 
 
-def mono_loss(model, batch: dict, no_return_far: bool = False) -> tuple[torch.Tensor, dict]:
+def mono_loss(model, batch: dict, no_return_far: bool = False, rel_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Total mono+radar loss and its parts (floats) for a batch from DepthDataset.
+
+    ``rel_weight`` > 0 adds that much of :func:`relative_error`.
 
     ``no_return_far`` (simulated data, where a pixel without GT met no surface): such pixels
     also pay :func:`far_hinge` (weight :data:`FAR_WEIGHT`) when predicted nearer than
@@ -75,6 +88,10 @@ def mono_loss(model, batch: dict, no_return_far: bool = False) -> tuple[torch.Te
     conf = confidence_bce(logits[:, 1:], inlier, mask)
     total = si + 0.5 * grad + 0.1 * conf
     parts = {"silog": si.item(), "grad": grad.item(), "conf": conf.item()}
+    if rel_weight > 0:
+        rel = relative_error(log_pred, log_gt, mask)
+        total = total + rel_weight * rel
+        parts["rel"] = rel.item()
     if no_return_far:
         far = far_hinge(log_pred, 1.0 - mask)
         total = total + FAR_WEIGHT * far

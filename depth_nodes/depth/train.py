@@ -57,6 +57,7 @@ class TrainConfig:
     max_disparity: int = 64
     device: str = "cpu"
     no_return_far: bool = False   # pixels without GT depth (simulated sky) are trained as far away
+    rel_weight: float = 0.0       # mono: weight of the relative-error (abs_rel) loss term
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -67,6 +68,9 @@ class TrainConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+        if self.rel_weight < 0 or (self.rel_weight > 0 and self.task != "mono"):
+            raise ValueError(f"rel_weight must be >= 0 and is for task 'mono' only, got {self.rel_weight} "
+                             f"for {self.task!r}")
         if self.batch < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError(f"batch and steps must be >= 1, got batch={self.batch} steps={self.steps}")
 
@@ -175,7 +179,9 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
         step, epoch, elapsed0 = load_checkpoint(Path(resume), model, opt)
         log.info("resumed from %s at step %d", resume, step)
     def loss_fn(m, b):
-        return (stereo_loss if stereo else mono_loss)(m, b, no_return_far=cfg.no_return_far)
+        if stereo:
+            return stereo_loss(m, b, no_return_far=cfg.no_return_far)
+        return mono_loss(m, b, no_return_far=cfg.no_return_far, rel_weight=cfg.rel_weight)
     budget_s = cfg.minutes * 60.0
     t0 = time.perf_counter()
     last_ckpt = t0
