@@ -237,3 +237,47 @@ def test_rel_weight_changes_the_mono_loss_and_is_recorded(dataset, tmp_path, cap
 
     with pytest.raises(ValueError, match="for task .mono. only"):
         TrainConfig(task="stereo", data=str(dataset), minutes=1, rel_weight=0.5).validate()
+
+
+def test_crop_batch_keeps_pixels_aligned_across_tensors():
+    import torch
+
+    from depth_nodes.depth.train import CROP_MIN, crop_batch
+
+    h, w = 30, 40
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    code = (yy * 1000 + xx)[None, None]  # every pixel names its own position
+    batch = {"image": code.repeat(4, 3, 1, 1), "radar": code.repeat(4, 2, 1, 1), "depth": code.repeat(4, 1, 1, 1),
+             "valid": torch.ones(4, 1, h, w)}
+    rng = np.random.default_rng(3)
+    sizes = set()
+    for _ in range(20):
+        out = crop_batch(batch, rng)
+        ch, cw = out["image"].shape[-2:]
+        sizes.add((ch, cw))
+        assert all(v.shape[0] == 4 and v.shape[-2:] == (ch, cw) for v in out.values())
+        assert round(h * CROP_MIN) <= ch <= h and round(w * CROP_MIN) <= cw <= w
+        for i in range(4):
+            # each sample is one contiguous window, the same in every tensor
+            top_left = out["depth"][i, 0, 0, 0]
+            y0, x0 = int(top_left // 1000), int(top_left % 1000)
+            assert torch.equal(out["depth"][i, 0], code[0, 0, y0:y0 + ch, x0:x0 + cw])
+            assert torch.equal(out["image"][i, 2], out["depth"][i, 0]) and torch.equal(out["radar"][i, 1], out["depth"][i, 0])
+    assert len(sizes) > 5  # window sizes vary from batch to batch
+
+
+def test_crop_aug_training_marks_the_card_focal_normalized(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "mono", "--data", str(dataset), "--minutes", "5", "--out", str(out), "--batch", "2",
+                 "--steps", "3", "--crop-aug", "1.0", "--size", "64x48", "--json"]) == 0
+    capsys.readouterr()
+    card = json.loads((out / "mono_radar.json").read_text())
+    assert card["focal_normalized"] is True and "--crop-aug 1.0" in card["training"]["command"]
+    man = read_manifest(dataset)
+    fx = man["camera"]["K"][0] * 64 / man["camera"]["width"]
+    assert card["input_focal_px"][0] == pytest.approx(fx)
+    assert main(["train", "mono", "--data", str(dataset), "--minutes", "5", "--out", str(tmp_path / "plain"),
+                 "--batch", "2", "--steps", "1", "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "plain" / "mono_radar.json").read_text())["focal_normalized"] is False

@@ -63,6 +63,8 @@ def _train_command(args) -> str:
         parts.append("--no-return-far")
     if args.rel_weight:
         parts += ["--rel-weight", str(args.rel_weight)]
+    if args.crop_aug:
+        parts += ["--crop-aug", str(args.crop_aug)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -74,7 +76,7 @@ def cmd_train(args) -> int:
                       seed=args.seed, lr=args.lr, steps=args.steps, size=_size(args.size) if args.size else None,
                       workers=args.workers, max_disparity=args.max_disparity,
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
-                      no_return_far=args.no_return_far, rel_weight=args.rel_weight)
+                      no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug)
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -160,9 +162,13 @@ def register(groups) -> None:
             p.add_argument("--rel-weight", type=float, default=0.0,
                            help="weight of a relative-error term |pred-gt|/gt (the abs_rel metric) added to "
                                 "the scale-invariant loss; 0 leaves it out")
+            p.add_argument("--crop-aug", type=float, default=0.0,
+                           help="probability that a batch is randomly cropped (60-100 %% of each side, same "
+                                "focal length): trains for cameras with narrower fields of view. The card then "
+                                "marks the network focal-normalised: inputs are resampled to its focal length")
         _add_threads(p)
         add_json_flag(p)
-        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0)
+        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)

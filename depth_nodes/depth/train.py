@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TASKS = {"mono": "mono_radar", "stereo": "stereo"}
 CKPT = "checkpoint"
 WARMUP_STEPS = 100
+#: ``crop_aug``: each side of a cropped batch keeps a uniform fraction in [CROP_MIN, 1] of the frame.
+CROP_MIN = 0.6
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TrainConfig:
     device: str = "cpu"
     no_return_far: bool = False   # pixels without GT depth (simulated sky) are trained as far away
     rel_weight: float = 0.0       # mono: weight of the relative-error (abs_rel) loss term
+    crop_aug: float = 0.0         # mono: probability that a batch is cropped (same focal, narrower view)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -70,6 +73,9 @@ class TrainConfig:
             raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
         if self.rel_weight < 0 or (self.rel_weight > 0 and self.task != "mono"):
             raise ValueError(f"rel_weight must be >= 0 and is for task 'mono' only, got {self.rel_weight} "
+                             f"for {self.task!r}")
+        if not 0.0 <= self.crop_aug <= 1.0 or (self.crop_aug > 0 and self.task != "mono"):
+            raise ValueError(f"crop_aug must be in [0, 1] and is for task 'mono' only, got {self.crop_aug} "
                              f"for {self.task!r}")
         if self.batch < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError(f"batch and steps must be >= 1, got batch={self.batch} steps={self.steps}")
@@ -101,6 +107,21 @@ def lr_at(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
     if cfg.steps:
         frac = max(frac, step / cfg.steps)
     return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+
+def crop_batch(batch: dict, rng: np.random.Generator, min_fraction: float = CROP_MIN) -> dict:
+    """One random window size for the whole batch, each sample at its own random offset.
+
+    The crop keeps the pixel focal length, so the network sees what a camera with a narrower
+    field of view (and any aspect) would see at the same focal: with a focal-normalised input
+    (see runtime.MonoRadarEstimator) the network then serves such cameras too."""
+    h, w = batch["image"].shape[-2:]
+    ch = max(16, int(round(h * rng.uniform(min_fraction, 1.0))))
+    cw = max(16, int(round(w * rng.uniform(min_fraction, 1.0))))
+    ys = rng.integers(0, h - ch + 1, len(batch["image"]))
+    xs = rng.integers(0, w - cw + 1, len(batch["image"]))
+    return {k: torch.stack([v[i, ..., y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))])
+            for k, v in batch.items()}
 
 
 def _model_kwargs(cfg: TrainConfig) -> dict:
@@ -195,6 +216,10 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, step, elapsed)
+            if cfg.crop_aug > 0:
+                crop_rng = np.random.default_rng([cfg.seed, step])
+                if crop_rng.random() < cfg.crop_aug:
+                    batch = crop_batch(batch, crop_rng)
             loss, parts = loss_fn(model, to_device(batch, device))
             if not torch.isfinite(loss):
                 raise ValueError(f"training diverged at step {step}: loss {loss.item()}")
@@ -217,6 +242,7 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     if len(val_set):
         metrics = validate(model, cfg.task, val_loader, train_set.baseline, train_set.item_camera.fx)
     size = cfg.size or train_set.camera.size
+    item_cam = train_set.item_camera
     model.eval()
     example = (torch.zeros(1, 3, 240, 320, device=device), torch.zeros(1, 3 if stereo else 2, 240, 320, device=device))
     card = {
@@ -224,6 +250,10 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
         "params": count_params(model),
         "gmac_320x240": count_macs(model, *example) / 1e9,
         "input_size": list(size),
+        # the camera the network learned at its input size; a focal-normalised network (trained on
+        # crops) is run on any camera resampled to this focal length (runtime.MonoRadarEstimator)
+        "input_focal_px": [item_cam.fx, item_cam.fy],
+        "focal_normalized": cfg.crop_aug > 0,
         "data": {"path": str(cfg.data), "train_frames": len(train_set), "val_frames": len(val_set),
                  "train_world_seeds": train_set.train_seeds, "val_world_seeds": train_set.val_seeds},
         "training": {"command": command, "steps": step, "epochs": epoch, "minutes": elapsed / 60.0,
