@@ -94,6 +94,18 @@ class PinholeCamera:
         P[0, 2], P[1, 2] = K[0, 2], K[1, 2]
         return replace(self, width=width, height=height, K=K, P=P)
 
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> "PinholeCamera":
+        """The same camera seeing only the window at (x0, y0) of ``width`` x ``height`` pixels
+        (a narrower field of view at the same focal length)."""
+        if not (0 <= x0 and 0 <= y0 and 0 < width and 0 < height and x0 + width <= self.width
+                and y0 + height <= self.height):
+            raise ValueError(f"crop window {width}x{height}+{x0}+{y0} outside the {self.width}x{self.height} image")
+        K, P = self.K.copy(), self.P.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        P[0, 2], P[1, 2] = K[0, 2], K[1, 2]
+        return replace(self, width=int(width), height=int(height), K=K, P=P)
+
     # -- properties ---------------------------------------------------------
     @property
     def fx(self) -> float:

@@ -272,3 +272,45 @@ def test_volume_conv_equals_conv3d():
         v = torch.randn(2, 5, 4, 7, 9, generator=torch.Generator().manual_seed(4))  # (B, D, C, H, W)
         ref = conv3d(v.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
         torch.testing.assert_close(vc(v), ref, rtol=1e-4, atol=1e-5)
+
+
+def _mono_estimator(card, net_size=None):
+    from depth_nodes.depth.runtime import MonoRadarEstimator
+
+    torch.manual_seed(0)
+    return MonoRadarEstimator(MonoRadarNet(), runtime="torch", net_size=net_size, card=card)
+
+
+def test_focal_normalized_mono_resamples_each_camera_to_the_trained_focal(caplog):
+    card = {"input_size": [160, 120], "input_focal_px": [80.0, 80.0], "focal_normalized": True}
+    est = _mono_estimator(card)
+    # the training rig (90 deg): the card's input size, as before
+    assert est.net_camera(PinholeCamera.from_fov(320, 240, 90.0)).size == (160, 120)
+    # a narrower 16:9 camera: fewer pixels at the same focal, aspect kept
+    narrow = PinholeCamera.from_fov(640, 360, 70.0)
+    net = est.net_camera(narrow)
+    assert net.fx == pytest.approx(80.0, rel=0.01) and net.fy == pytest.approx(80.0, rel=0.02)
+    assert net.size == (round(640 * 80 / narrow.fx), round(360 * 80 / narrow.fy))
+    assert net.width < 160 and net.width / net.height == pytest.approx(16 / 9, rel=0.02)
+    out = est.estimate(DepthInput(np.zeros((360, 640, 3), np.uint8), narrow))
+    assert out.depth.shape == (360, 640) and np.isfinite(out.depth).all()
+    # a very wide camera would need more than 4x the trained input: shrunk, with a warning
+    with caplog.at_level("WARNING", logger="depth_nodes.depth.runtime"):
+        wide = est.net_camera(PinholeCamera.from_fov(1280, 960, 150.0))
+    assert wide.width * wide.height <= 4 * 160 * 120 * 1.01 and "shrunk" in caplog.text
+    # an explicit net_size wins over the card
+    assert _mono_estimator(card, net_size=(96, 64)).net_camera(narrow).size == (96, 64)
+
+
+def test_mono_not_focal_normalized_warns_once_about_another_field_of_view(caplog):
+    card = {"input_size": [160, 120], "input_focal_px": [80.0, 80.0], "focal_normalized": False}
+    est = _mono_estimator(card)
+    with caplog.at_level("WARNING", logger="depth_nodes.depth.runtime"):
+        assert est.net_camera(PinholeCamera.from_fov(640, 480, 92.0)).size == (160, 120)
+        assert "field of view" not in caplog.text  # within 5 % of the trained 90 deg
+        narrow = PinholeCamera.from_fov(640, 480, 69.0)
+        for _ in range(3):
+            assert est.net_camera(narrow).size == (160, 120)
+    assert caplog.text.count("field of view 69 deg") == 1
+    # an old card without the focal: resized as before, no check possible
+    assert _mono_estimator({"input_size": [160, 120]}).net_camera(narrow).size == (160, 120)

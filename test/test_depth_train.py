@@ -115,6 +115,16 @@ def test_eval_depth_sgbm(dataset, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["mode"] == "sgbm" and res["n_frames"] == 4 and res["n_pixels_gt"] == 4 * (H - 3) * W
     assert res["density"] > 0.3 and res["abs_rel"] < 0.3
+    assert res["crop"] is None
+    # the centred 3/4 window: a narrower view at the same focal, evaluated on its own pixels
+    assert main(["eval", "depth", "--data", str(dataset), "--mode", "sgbm", "--split", "all", "--crop", "0.75",
+                 "--json"]) == 0
+    crop = json.loads(capsys.readouterr().out)
+    assert crop["crop"] == 0.75 and crop["hfov_deg"] < res["hfov_deg"] - 5
+    assert 0.4 * res["n_pixels_gt"] < crop["n_pixels_gt"] < 0.7 * res["n_pixels_gt"]
+    assert main(["eval", "depth", "--data", str(dataset), "--mode", "sgbm", "--split", "all", "--crop", "1.5",
+                 "--json"]) == 2
+    assert capsys.readouterr().out == ""
 
 
 def test_eval_depth_missing_weights_is_clear(dataset, capsys):

@@ -95,6 +95,18 @@ def test_camera_baseline_and_scaling():
     half = cam.scaled(320, 240)
     assert np.isclose(half.fx, cam.fx / 2) and np.isclose(half.hfov_deg, cam.hfov_deg, atol=0.2)
 
+    # a crop keeps the focal and baseline, narrows the view, and projects a point to the same
+    # pixel minus the window's offset
+    right_crop = right.cropped(40, 30, 400, 300)
+    assert right_crop.size == (400, 300) and right_crop.fx == right.fx
+    assert np.isclose(right_crop.baseline, 0.1) and right_crop.hfov_deg < right.hfov_deg
+    pt = np.array([[0.3, -0.2, 4.0]])
+    uv, _ = right.project(pt)
+    uv_c, _ = right_crop.project(pt)
+    assert np.allclose(uv_c, uv - [40, 30])
+    with pytest.raises(ValueError, match="outside"):
+        cam.cropped(600, 0, 100, 100)
+
 
 @pytest.mark.parametrize("kw,match", [
     (dict(width=0, height=10, K=np.eye(3)), "size"),

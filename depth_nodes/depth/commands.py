@@ -105,7 +105,7 @@ def cmd_eval_depth(args) -> int:
 
     threads = _threads(args)
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights)
-    res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth)
+    res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
     _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status, **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
@@ -187,6 +187,9 @@ def register(groups) -> None:
                    help="held-out world seeds (val) by default")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--max-depth", type=float, default=None, help="ignore GT beyond this range (m)")
+    p.add_argument("--crop", type=float, default=None,
+                   help="evaluate on the centred window keeping this fraction of each side: a camera with "
+                        "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")
     _add_threads(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_eval_depth)

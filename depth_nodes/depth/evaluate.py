@@ -22,22 +22,47 @@ STEREO_REAL_MAX_DISPARITY = 96
 BENCH_SIZES = ((320, 240), (640, 480))
 
 
+def centre_crop(inp: DepthInput, depth: np.ndarray, fraction: float) -> tuple[DepthInput, np.ndarray]:
+    """The centred window keeping ``fraction`` of each side: what a camera with the same focal
+    length and a narrower field of view would have seen (radar points are unchanged)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+    cam = inp.camera
+    w, h = max(16, int(round(cam.width * fraction))), max(16, int(round(cam.height * fraction)))
+    x0, y0 = (cam.width - w) // 2, (cam.height - h) // 2
+
+    def win(a):
+        return None if a is None else np.ascontiguousarray(a[y0:y0 + h, x0:x0 + w])
+
+    right_cam = None if inp.right_camera is None else inp.right_camera.cropped(x0, y0, w, h)
+    return (DepthInput(win(inp.rgb), cam.cropped(x0, y0, w, h), inp.radar, win(inp.right_rgb), right_cam),
+            win(depth))
+
+
 def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames: int | None = None,
-                 max_depth: float | None = None) -> dict:
-    """Depth metrics of ``estimator`` on a dataset split at native resolution (pixel-pooled)."""
+                 max_depth: float | None = None, crop: float | None = None) -> dict:
+    """Depth metrics of ``estimator`` on a dataset split at native resolution (pixel-pooled).
+
+    ``crop``: evaluate on the centred window keeping this fraction of each side instead (a
+    narrower field of view at the same focal length; see :func:`centre_crop`)."""
     ds = DepthDataset(data, split)
     if len(ds) == 0:
         raise ValueError(f"split {split!r} of {data} has no frames")
     idx = np.arange(len(ds)) if not max_frames else np.linspace(0, len(ds) - 1, min(max_frames, len(ds))).astype(int)
-    metrics, times = DepthMetrics(max_depth), []
+    metrics, times, hfov = DepthMetrics(max_depth), [], None
     for i in tqdm(idx, desc=f"eval {estimator.name}", unit="frame"):
         fr = ds.load(int(i))
-        out = estimator.estimate(DepthInput(fr.rgb, fr.camera, fr.radar, fr.right, fr.right_camera))
-        metrics.add(out.depth, fr.depth)
+        inp, gt = DepthInput(fr.rgb, fr.camera, fr.radar, fr.right, fr.right_camera), fr.depth
+        if crop is not None:
+            inp, gt = centre_crop(inp, gt, crop)
+        hfov = inp.camera.hfov_deg
+        out = estimator.estimate(inp)
+        metrics.add(out.depth, gt)
         times.append(out.timings["total"])
     res = metrics.result()
     res.update(n_frames=len(idx), latency_ms_median=float(np.median(times)), split=split,
-               world_seeds=sorted({int(ds.frames[int(i)]["world"]["seed"]) for i in idx}))
+               world_seeds=sorted({int(ds.frames[int(i)]["world"]["seed"]) for i in idx}),
+               crop=crop, hfov_deg=hfov)
     return res
 
 

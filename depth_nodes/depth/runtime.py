@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from depth_nodes.depth.interface import DepthEstimator, DepthInput, StageTimer
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, default_weights,
                                         fold_batchnorm, load_weights)
 from depth_nodes.depth.radar_encoding import encode_radar
+
+log = logging.getLogger(__name__)
 
 
 ONNX_OPSET = 17
@@ -230,11 +233,61 @@ class MonoRadarEstimator(NetworkEstimator):
     """Mono+radar network. ``use_radar=False`` feeds empty radar (``mono`` mode).
     ``radar_dilate``: radius (px at network resolution) of each radar point."""
 
+    #: Field-of-view mismatch (relative, horizontal) above which a network that is not
+    #: focal-normalised warns: the packaged one lost 0.02 abs_rel at 81 deg instead of 90.
+    FOV_WARN_FRACTION = 0.05
+    #: A focal-normalised input larger than this many times the card's input area is shrunk to it.
+    MAX_AREA_FACTOR = 4.0
+
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, use_radar: bool = True, radar_dilate: int = 1):
         super().__init__(model, runtime, device, weights_status, net_size, card)
         self.use_radar, self.radar_dilate = use_radar, int(radar_dilate)
         self.name = "mono-radar" if use_radar else "mono"
+        focal = self.card.get("input_focal_px")
+        self.input_focal_px = None if focal is None else (float(focal[0]), float(focal[1]))
+        # an explicit net_size wins; otherwise a focal-normalised card sets the size per camera
+        self.focal_normalized = bool(net_size is None and self.card.get("focal_normalized") and self.input_focal_px)
+        self._net_cameras: dict[tuple, PinholeCamera] = {}
+
+    def net_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        """The camera at network resolution, decided once per camera model.
+
+        A focal-normalised network (trained on same-focal crops, card ``focal_normalized``) gets
+        the image resampled to the focal length it was trained at, whatever the field of view and
+        aspect; the input size then follows the camera. Otherwise the image is resized to the
+        card's input size, and a field of view unlike the training camera's is logged once."""
+        key = (camera.width, camera.height, camera.fx, camera.fy)
+        net = self._net_cameras.get(key)
+        if net is None:
+            net = self._decide_net_camera(camera)
+            self._net_cameras[key] = net
+        return net
+
+    def _decide_net_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        if not self.focal_normalized:
+            net = super().net_camera(camera)
+            if self.input_focal_px and self.net_size:
+                trained = float(np.degrees(2 * np.arctan2(self.net_size[0] / 2.0, self.input_focal_px[0])))
+                if abs(camera.hfov_deg - trained) > self.FOV_WARN_FRACTION * trained:
+                    log.warning("%s: camera field of view %.0f deg, the network was trained at %.0f deg and is "
+                                "not focal-normalised: expect larger depth errors", self.name, camera.hfov_deg,
+                                trained)
+            return net
+        fx, fy = self.input_focal_px
+        w, h = camera.width * fx / camera.fx, camera.height * fy / camera.fy
+        if self.net_size:
+            limit = self.MAX_AREA_FACTOR * self.net_size[0] * self.net_size[1]
+            if w * h > limit:
+                shrink = float(np.sqrt(limit / (w * h)))
+                log.warning("%s: a %.0f deg camera at the trained focal length needs a %dx%d input; shrunk to "
+                            "%dx%d (a shorter focal than trained: expect larger errors)", self.name,
+                            camera.hfov_deg, round(w), round(h), round(w * shrink), round(h * shrink))
+                w, h = w * shrink, h * shrink
+        size = (max(16, int(round(w))), max(16, int(round(h))))
+        log.info("%s: camera %dx%d (%.0f deg) -> network input %dx%d at %.0f px focal", self.name,
+                 camera.width, camera.height, camera.hfov_deg, size[0], size[1], fx)
+        return camera if size == camera.size else camera.scaled(*size)
 
     def _estimate(self, inp: DepthInput, timer: StageTimer):
         with timer("preprocess"):
