@@ -160,6 +160,7 @@ def test_mono_node_publishes_depth_and_rejects_bad_images(ctx, ns, rng):
         assert spin_until(h.ex, lambda: int(diag_values(h).get("rejected/camera/image_raw", 0)) >= 2
                           and int(diag_values(h).get("frames_processed", 0)) >= 2, timeout_s=10.0), diag_values(h)
         assert "frames_dropped" in diag_values(h)
+        assert diag_values(h)["network_input"] == f"{W}x{H}"  # net_width/net_height as set
         assert diag_status(h).level == DiagnosticStatus.WARN  # untrained weights are flagged
     finally:
         h.close()

@@ -47,8 +47,9 @@ ESTIMATOR_PARAMS: tuple[Param, ...] = (
     Param("allow_random_weights", False, "Accept weights='random-init' (untrained network): tests and "
           "benchmarks only, the depth is meaningless."),
     Param("threads", 0, "CPU threads for torch/onnxruntime/OpenCV (0 = library default).", 0, 64),
-    Param("net_width", 0, "Network input width in pixels (0 = model card size, else the camera's).", 0, 4096),
-    Param("net_height", 0, "Network input height in pixels (0 = model card size, else the camera's).", 0, 4096),
+    Param("net_width", 0, "Network input width in pixels (0 = from the model card: its size, or for a "
+          "focal-normalised mono network the camera resampled to the card's focal length).", 0, 4096),
+    Param("net_height", 0, "Network input height in pixels (0 = from the model card, as net_width).", 0, 4096),
     Param("publish_points", True, "Publish depth/points (x, y, z in the camera optical frame)."),
     Param("points_stride", 4, "Publish every n-th pixel (rows and columns) in depth/points.", 1, 64),
 )

@@ -108,6 +108,9 @@ class MonoDepthNode(DepthNodeBase):
     def diagnostics_values(self) -> dict[str, str]:
         values = super().diagnostics_values()
         values["frames_without_radar"] = str(self.frames_without_radar)
+        if self.estimator is not None and self.camera is not None:
+            net = self.estimator.net_camera(self.camera)
+            values["network_input"] = f"{net.width}x{net.height}"
         return values
 
 
