@@ -267,8 +267,9 @@ class MonoRadarEstimator(NetworkEstimator):
     def _decide_net_camera(self, camera: PinholeCamera) -> PinholeCamera:
         if not self.focal_normalized:
             net = super().net_camera(camera)
-            if self.input_focal_px and self.net_size:
-                trained = float(np.degrees(2 * np.arctan2(self.net_size[0] / 2.0, self.input_focal_px[0])))
+            trained_size = self.card.get("input_size")
+            if self.input_focal_px and trained_size:
+                trained = float(np.degrees(2 * np.arctan2(trained_size[0] / 2.0, self.input_focal_px[0])))
                 if abs(camera.hfov_deg - trained) > self.FOV_WARN_FRACTION * trained:
                     log.warning("%s: camera field of view %.0f deg, the network was trained at %.0f deg and is "
                                 "not focal-normalised: expect larger depth errors", self.name, camera.hfov_deg,
