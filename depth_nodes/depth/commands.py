@@ -61,10 +61,9 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(value)]
     if args.no_return_far:
         parts.append("--no-return-far")
-    if args.rel_weight:
-        parts += ["--rel-weight", str(args.rel_weight)]
-    if args.crop_aug:
-        parts += ["--crop-aug", str(args.crop_aug)]
+    for opt in ("rel_weight", "crop_aug"):  # mono-only options, written only when used
+        if getattr(args, opt):
+            parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     return " ".join(shlex.quote(p) for p in parts)
 
 
