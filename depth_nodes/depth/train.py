@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
         "input_size": list(size),
         # the camera the network learned at its input size; a focal-normalised network (trained on
         # crops) is run on any camera resampled to this focal length (runtime.MonoRadarEstimator)
-        "input_focal_px": [item_cam.fx, item_cam.fy],
+        "input_focal_px": [round(item_cam.fx, 6), round(item_cam.fy, 6)],  # no 80.00000000000001
         "focal_normalized": cfg.crop_aug > 0,
         "data": {"path": str(cfg.data), "train_frames": len(train_set), "val_frames": len(val_set),
                  "train_world_seeds": train_set.train_seeds, "val_world_seeds": train_set.val_seeds},
