@@ -143,8 +143,8 @@ def test_brake_and_resume():
 
 
 def test_map_rejections_log_rate_and_recovery():
-    from depth_nodes.eval.fault_checks import (LatencySample, brakes_first_after, counter_delta, map_unchanged,
-                                               max_log_rate_ok, recovery_time_s)
+    from depth_nodes.eval.fault_checks import (LatencySample, brakes_first_after, counter_delta, counters_not_risen,
+                                               map_unchanged, max_log_rate_ok, recovery_time_s)
 
     assert map_unchanged([(9.9, 5), (10.6, 7), (11.0, 7), (11.9, 7), (12.1, 9)], 10.0, 12.0)[0]
     assert not map_unchanged([(10.6, 7), (11.0, 8)], 10.0, 12.0)[0]
@@ -152,6 +152,11 @@ def test_map_rejections_log_rate_and_recovery():
     before, after = {"/m": {"rejected/depth/image": "3"}}, {"/m": {"rejected/depth/image": "10"}}
     assert counter_delta(before, after, "/m", "rejected/depth/image") == 7
     assert counter_delta({}, after, "/x", "rejected/odom") == 0
+    expected = [("/m", "depth/image"), ("/p", "odom")]
+    assert counters_not_risen(before, after, expected) == [("/p", "odom")]      # the harness keeps waiting
+    both = {"/m": {"rejected/depth/image": "10"}, "/p": {"rejected/odom": "1"}}
+    assert counters_not_risen(before, both, expected) == []
+    assert counters_not_risen(after, after, expected[:1]) == expected[:1]         # a stale snapshot
     assert max_log_rate_ok({("m", "odom"): [0.0, 1.0, 2.5], ("p", "odom"): [0.0, 0.2]})[0] is False
     assert max_log_rate_ok({("m", "odom"): [0.0, 1.0, 2.5]})[0]
     assert max_log_rate_ok({("m", "odom"): [0.5, 1.0, 2.0, 3.0]})[0]               # one line logged late

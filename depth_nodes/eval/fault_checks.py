@@ -88,6 +88,13 @@ def counter_delta(before: dict[str, dict[str, str]], after: dict[str, dict[str, 
     return value(after) - value(before)
 
 
+def counters_not_risen(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]],
+                       expected: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (node, topic) pairs of ``expected`` whose ``rejected/{topic}`` counter has not risen
+    between the two diagnostics snapshots."""
+    return [(node, topic) for node, topic in expected if counter_delta(before, after, node, f"rejected/{topic}") <= 0]
+
+
 def max_log_rate_ok(times_by_key: dict[tuple[str, str], list[float]], period_s: float = 1.0,
                     min_gap_s: float = 0.25) -> tuple[bool, str]:
     """Rejection log lines came at most once per ``period_s`` per (node, topic) (wall times of the lines).

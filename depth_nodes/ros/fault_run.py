@@ -245,6 +245,17 @@ class FaultHarness:
         while any(t <= since_wall for t in self.monitor.diagnostics_wall.values()) and time.monotonic() < deadline:
             self._step()
 
+    def _await_rejection_counts(self, f: Fault, before: dict, timeout_s: float = FRESH_DIAGNOSTICS_TIMEOUT_S) -> None:
+        """After a corrupt/restamp fault, spin until every consumer expected to reject it reports a
+        rejection (or ``timeout_s`` passes): on a loaded machine a node can publish fresh diagnostics
+        while the faulty messages still wait in its queue, so a snapshot taken then misses them."""
+        expected = self._expected_rejections(f)
+        if not expected:
+            return
+        deadline = time.monotonic() + timeout_s
+        while C.counters_not_risen(before, self._snapshot(), expected) and time.monotonic() < deadline:
+            self._step()
+
     def _spin_until_sim(self, t_s: float) -> None:
         self._wait(lambda: self.monitor.sim_t() >= t_s, self.timeout_s, f"simulated time {t_s:.1f} s")
 
@@ -283,6 +294,7 @@ class FaultHarness:
         ended_wall = time.monotonic()
         self._spin_until_sim(f.end_s + self._gap(f) - 0.2)
         self._await_fresh_diagnostics(ended_wall)
+        self._await_rejection_counts(f, self.rec.snapshots[(f.name, "before")])
         self.rec.snapshots[(f.name, "after")] = self._snapshot()
         self.rec.statuses = [s for _, s in self.monitor.plan_status]
 
@@ -413,8 +425,10 @@ class FaultHarness:
             return False, "no input seen before the fault"
         return C.brake_and_resume(statuses, last_good + timeout_s, f.end_s, resume_by, deadline_s)
 
-    def _rejections(self, f: Fault, before, after, logs, wall) -> list[tuple[bool, str]]:
-        """Rejection counters rose on the consumers of the faulty topics and their log lines give the reason."""
+    def _expected_rejections(self, f: Fault) -> list[tuple[str, str]]:
+        """(node, topic) whose rejection counter a corrupt/restamp fault must raise; empty otherwise."""
+        if f.action not in ("corrupt", "restamp"):
+            return []
         expect = []
         if "ground_truth/depth" in f.topics:
             expect.append((MAPPER, "depth/image"))
@@ -425,8 +439,12 @@ class FaultHarness:
         if self.with_mono and "camera/image_raw" in f.topics and f.action == "corrupt" and \
                 set(f.topics) >= set(IMAGE_TOPICS):
             expect.append((MONO, "camera/image_raw"))
+        return expect
+
+    def _rejections(self, f: Fault, before, after, logs, wall) -> list[tuple[bool, str]]:
+        """Rejection counters rose on the consumers of the faulty topics and their log lines give the reason."""
         out = []
-        for node, topic in expect:
+        for node, topic in self._expected_rejections(f):
             n = C.counter_delta(before, after, node, f"rejected/{topic}")
             lines = [m for w, nd, tp, m, _ in logs if nd == node.strip("/") and tp == topic
                      and wall[0] is not None and wall[0] - 0.5 <= w <= (wall[1] or float("inf")) + 1.0]
