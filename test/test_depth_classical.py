@@ -77,6 +77,25 @@ def test_depth_metrics_pool_over_frames():
         acc.add(np.zeros((2, 2)), np.zeros((2, 3)))
 
 
+def test_depth_metrics_disparity_errors_of_a_stereo_rig():
+    fb = 16.0  # fx * baseline, px m
+    gt = np.array([[2.0, 4.0, 8.0, 16.0, 32.0, np.nan]])
+    err = np.array([[0.1, -0.1, 0.1, 0.3, 0.1, 0.0]])  # disparity errors (px)
+    pred = fb / (fb / np.where(np.isfinite(gt), gt, 1.0) + err)
+    m = DepthMetrics()
+    m.add(pred, gt, disparity_scale=fb)
+    r = m.result()
+    assert r["disparity_epe_px"] == pytest.approx((0.1 * 4 + 0.3) / 5)
+    assert r["disparity_error_px_median"] == pytest.approx(0.1, abs=0.005)
+    assert r["bins"]["10-20"]["disparity_epe_px"] == pytest.approx(0.3)
+    assert r["bins"]["0-5"]["disparity_epe_px"] == pytest.approx(0.1)
+    # the same disparity error is a larger depth error the farther the surface
+    assert r["bins"]["20+"]["abs_rel"] > r["bins"]["5-10"]["abs_rel"] > r["bins"]["0-5"]["abs_rel"]
+    assert "disparity_epe_px" not in depth_metrics(pred, gt)  # a monocular estimate has no disparity
+    with pytest.raises(ValueError, match="disparity_scale"):
+        m.add(pred, gt, disparity_scale=0.0)
+
+
 def test_disparity_metrics_count_invalid_as_bad():
     gt = np.array([10.0, 10.0, 10.0, 10.0, np.inf])
     pred = np.array([10.5, 11.5, 13.0, np.nan, 0.0])

@@ -41,7 +41,8 @@ def centre_crop(inp: DepthInput, depth: np.ndarray, fraction: float) -> tuple[De
 
 def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames: int | None = None,
                  max_depth: float | None = None, crop: float | None = None) -> dict:
-    """Depth metrics of ``estimator`` on a dataset split at native resolution (pixel-pooled).
+    """Depth metrics of ``estimator`` on a dataset split at native resolution (pixel-pooled);
+    for a stereo estimator also the disparity errors (see :mod:`depth_nodes.depth.metrics`).
 
     ``crop``: evaluate on the centred window keeping this fraction of each side instead (a
     narrower field of view at the same focal length; see :func:`centre_crop`)."""
@@ -57,7 +58,7 @@ def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames
             inp, gt = centre_crop(inp, gt, crop)
         hfov = inp.camera.hfov_deg
         out = estimator.estimate(inp)
-        metrics.add(out.depth, gt)
+        metrics.add(out.depth, gt, inp.camera.fx * inp.baseline if estimator.requires_stereo else None)
         times.append(out.timings["total"])
     res = metrics.result()
     res.update(n_frames=len(idx), latency_ms_median=float(np.median(times)), split=split,

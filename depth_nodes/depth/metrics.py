@@ -20,6 +20,12 @@ missing GT depth means the ray met no surface (sky), so such a prediction is a
 phantom obstacle in front of the vehicle; in real data GT holes are merely
 unmeasured and the figure means little.
 
+For a stereo rig, ``add(..., disparity_scale=fx * baseline)`` also gives, per bin, the
+disparity error behind the depth error: ``disparity_epe_px`` (mean |fb/p - fb/g|) and
+``disparity_error_px_median`` (to :data:`DISPARITY_HIST_STEP_PX`). Near the truth,
+abs_rel is about that error divided by the disparity fb/g, so the disparity precision a
+depth goal needs falls with distance (0.05 at 15 m with fb = 16 px m asks for 0.053 px).
+
 Disparity metrics (pixels): over all pixels with finite GT, ``badN`` is the
 fraction whose |pred - gt| > N px, counting an invalid prediction as bad;
 ``epe`` (mean absolute error) is over pixels with a valid prediction;
@@ -34,7 +40,11 @@ DEPTH_BINS = {"0-5": (0.0, 5.0), "5-10": (5.0, 10.0), "10-20": (10.0, 20.0), "20
 DELTA_BASE = 1.25
 #: Range (m) within which a prediction where GT has no surface counts as a phantom obstacle.
 NEAR_M = 20.0
-_SUMS = ("n_gt", "n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3")
+_SUMS = ("n_gt", "n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3", "n_disp", "disp_err")
+#: Resolution (px) of the histogram behind ``disparity_error_px_median``; errors past the last
+#: of its DISPARITY_HIST_BINS bins are counted in that bin.
+DISPARITY_HIST_STEP_PX = 0.005
+DISPARITY_HIST_BINS = 2000
 
 
 def _check_pair(pred, gt, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +60,16 @@ class DepthMetrics:
     def __init__(self, max_depth: float | None = None):
         self.max_depth = max_depth
         self.sums = {b: dict.fromkeys(_SUMS, 0.0) for b in ("all", *DEPTH_BINS)}
+        self.disp_hist = {b: np.zeros(DISPARITY_HIST_BINS, np.int64) for b in ("all", *DEPTH_BINS)}
         self.no_gt = 0          # pixels without GT
         self.no_gt_near = 0     # ... predicted within NEAR_M
 
-    def add(self, pred, gt) -> None:
-        """Add one frame: ``pred`` and ``gt`` depth images in metres (NaN/<=0 invalid)."""
+    def add(self, pred, gt, disparity_scale: float | None = None) -> None:
+        """Add one frame: ``pred`` and ``gt`` depth images in metres (NaN/<=0 invalid).
+        ``disparity_scale``: fx * baseline (px m) of a stereo rig, to add disparity errors."""
         p, g = _check_pair(pred, gt, "depth")
+        if disparity_scale is not None and not (np.isfinite(disparity_scale) and disparity_scale > 0):
+            raise ValueError(f"disparity_scale must be finite and > 0, got {disparity_scale}")
         gt_ok = np.isfinite(g) & (g > 0)
         if self.max_depth is not None:
             gt_ok &= g <= self.max_depth
@@ -81,9 +95,15 @@ class DepthMetrics:
             s["sq_log"] += float(np.sum((np.log(pp) - np.log(gg)) ** 2))
             for k in (1, 2, 3):
                 s[f"d{k}"] += int(np.count_nonzero(ratio < DELTA_BASE ** k))
+            if disparity_scale is not None:
+                de = np.abs(disparity_scale / pp - disparity_scale / gg)
+                s["n_disp"] += de.size
+                s["disp_err"] += float(de.sum())
+                idx = np.minimum((de / DISPARITY_HIST_STEP_PX).astype(np.int64), DISPARITY_HIST_BINS - 1)
+                self.disp_hist[name] += np.bincount(idx, minlength=DISPARITY_HIST_BINS)
 
     @staticmethod
-    def _finish(s: dict) -> dict:
+    def _finish(s: dict, hist: np.ndarray) -> dict:
         n = s["n"]
         if n == 0:
             out = dict.fromkeys(("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"), None)
@@ -95,12 +115,16 @@ class DepthMetrics:
         out["delta1_dense"] = s["d1"] / s["n_gt"] if s["n_gt"] else None
         out["n_pixels_gt"] = int(s["n_gt"])
         out["n_pixels_evaluated"] = int(n)
+        if s["n_disp"]:
+            out["disparity_epe_px"] = s["disp_err"] / s["n_disp"]
+            median_bin = int(np.searchsorted(np.cumsum(hist), 0.5 * s["n_disp"]))
+            out["disparity_error_px_median"] = (median_bin + 0.5) * DISPARITY_HIST_STEP_PX
         return out
 
     def result(self) -> dict:
         """Overall metrics at the top level plus ``bins`` {bin name: metrics}."""
-        out = self._finish(self.sums["all"])
-        out["bins"] = {name: self._finish(self.sums[name]) for name in DEPTH_BINS}
+        out = self._finish(self.sums["all"], self.disp_hist["all"])
+        out["bins"] = {name: self._finish(self.sums[name], self.disp_hist[name]) for name in DEPTH_BINS}
         out["no_gt_near_rate"] = self.no_gt_near / self.no_gt if self.no_gt else None
         out["n_pixels_no_gt"] = self.no_gt
         return out
