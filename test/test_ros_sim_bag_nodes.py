@@ -282,8 +282,14 @@ def test_bag_player_loops_with_clock_jump(ctx, tmp_path):
     lis = rclpy.create_node("player_listener", context=ctx)
     clocks: list[int] = []
     lis.create_subscription(Clock, "/clock", lambda m: clocks.append(stamp_to_ns(m.clock)), RELIABLE)
+
+    # a pass takes about 40 ms: wait until the listener saw a jump, not only until the player looped
+    # (when discovery makes the listener miss the first pass, it has seen no jump by then)
+    def looped_and_seen() -> bool:
+        return player.loops >= 2 and not player.finished and bool(np.any(np.diff(clocks) < 0))
+
     try:
-        assert run(ctx, [player, lis], lambda: player.loops >= 2 and not player.finished, timeout_s=15.0)
+        assert run(ctx, [player, lis], looped_and_seen, timeout_s=15.0)
     finally:
         player.destroy_node()
         lis.destroy_node()
