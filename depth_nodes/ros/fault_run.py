@@ -237,24 +237,24 @@ class FaultHarness:
                 raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self._step()
 
+    def _spin_while(self, busy, timeout_s: float) -> None:
+        """Spin while ``busy()`` holds, at most ``timeout_s`` (unlike :meth:`_wait`, running out is no error)."""
+        deadline = time.monotonic() + timeout_s
+        while busy() and time.monotonic() < deadline:
+            self._step()
+
     def _await_fresh_diagnostics(self, since_wall: float, timeout_s: float = FRESH_DIAGNOSTICS_TIMEOUT_S) -> None:
         """Spin until every node has published diagnostics after ``since_wall`` (monotonic s), so that the
         snapshot counts all of a fault; a busy node's periodic diagnostics can lag its callbacks. A node
         that stays silent (e.g. killed) is waited for at most ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while any(t <= since_wall for t in self.monitor.diagnostics_wall.values()) and time.monotonic() < deadline:
-            self._step()
+        self._spin_while(lambda: any(t <= since_wall for t in self.monitor.diagnostics_wall.values()), timeout_s)
 
     def _await_rejection_counts(self, f: Fault, before: dict, timeout_s: float = FRESH_DIAGNOSTICS_TIMEOUT_S) -> None:
         """After a corrupt/restamp fault, spin until every consumer expected to reject it reports a
         rejection (or ``timeout_s`` passes): on a loaded machine a node can publish fresh diagnostics
         while the faulty messages still wait in its queue, so a snapshot taken then misses them."""
         expected = self._expected_rejections(f)
-        if not expected:
-            return
-        deadline = time.monotonic() + timeout_s
-        while C.counters_not_risen(before, self._snapshot(), expected) and time.monotonic() < deadline:
-            self._step()
+        self._spin_while(lambda: C.counters_not_risen(before, self.monitor.diagnostics, expected), timeout_s)
 
     def _spin_until_sim(self, t_s: float) -> None:
         self._wait(lambda: self.monitor.sim_t() >= t_s, self.timeout_s, f"simulated time {t_s:.1f} s")
