@@ -8,10 +8,11 @@ import torch
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.interface import DepthInput, make_estimator
-from depth_nodes.depth.model_io import WeightsNotFoundError, fold_batchnorm, load_weights, save_weights
+from depth_nodes.depth.model_io import (WeightsNotFoundError, fold_batchnorm, init_from_weights, load_weights,
+                                        save_weights)
 from depth_nodes.depth.mono_radar_net import MonoRadarNet
 from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, TorchBackend, export_onnx
-from depth_nodes.depth.stereo_net import StereoNet, correlation_volume
+from depth_nodes.depth.stereo_net import StereoNet, correlation_volume, local_correlation, warp_right
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,55 @@ def test_correlation_volume_peaks_at_true_shift():
     assert (best == shift).float().mean() > 0.99
 
 
+def test_warp_right_brings_the_match_under_each_left_pixel():
+    g = torch.Generator().manual_seed(4)
+    fl = torch.randn(2, 8, 12, 48, generator=g)
+    fr = torch.roll(fl, -3, dims=3)  # left(x) = right(x - 3)
+    inside = (slice(None), slice(None), slice(None), slice(3, None))
+    # (grid coordinates are normalised to [-1, 1]: exact to float rounding)
+    torch.testing.assert_close(warp_right(fr, torch.full((2, 1, 12, 48), 3.0))[inside], fl[inside],
+                               atol=1e-4, rtol=1e-4)
+    # half a pixel: the mean of the two neighbours
+    half = warp_right(fr, torch.full((2, 1, 12, 48), 2.5))
+    torch.testing.assert_close(half[..., 3:-1], 0.5 * (fl[..., 3:-1] + fl[..., 4:]), atol=1e-4, rtol=1e-4)
+
+
+def test_local_correlation_peaks_where_the_coarse_disparity_is_off():
+    g = torch.Generator().manual_seed(5)
+    fl = torch.randn(1, 32, 10, 60, generator=g)
+    fr = torch.roll(fl, -6, dims=3)  # true disparity 6
+    coarse = torch.full((1, 1, 10, 60), 5.0)  # one pixel short
+    corr = local_correlation(fl, fr, coarse, radius=2)
+    assert corr.shape == (1, 5, 10, 60)
+    best = corr[0, :, :, 8:-8].argmax(dim=0) - 2
+    assert (best == 1).float().mean() > 0.99
+    fine = local_correlation(fl, fr, coarse, radius=2, step=0.5)  # offsets -1, -0.5, ..., 1
+    assert ((fine[0, :, :, 8:-8].argmax(dim=0) - 2) * 0.5 == 1.0).float().mean() > 0.99
+
+
+def test_stereo_local_radius_widened_from_the_plain_network_starts_identical(tmp_path):
+    torch.manual_seed(0)
+    plain = StereoNet(max_disparity=16).eval()
+    path = save_weights(plain, tmp_path / "stereo.safetensors")
+    wide = StereoNet(max_disparity=16, local_radius=2)
+    assert wide.config["local_radius"] == 2 and "local_radius" not in plain.config
+    assert init_from_weights(wide, path) == {"copied": len(wide.state_dict()) - 1, "widened": 1}
+    left, right = _imgs(h=48, w=64)
+    with torch.no_grad():
+        for a, b in zip(plain(left, right), wide.eval()(left, right)):
+            torch.testing.assert_close(a, b)
+    # the new cue is live: it changes the output once its weights are not zero
+    with torch.no_grad():
+        wide.refine[0][0].weight[:, -5:].normal_()
+        assert not torch.allclose(wide(left, right)[0], plain(left, right)[0])
+    with pytest.raises(ValueError, match="only extra input channels"):
+        init_from_weights(StereoNet(max_disparity=16, features=16), path)
+    with pytest.raises(ValueError, match="missing"):
+        init_from_weights(MonoRadarNet(), path)
+    with pytest.raises(ValueError, match="local_radius"):
+        StereoNet(local_radius=-1)
+
+
 def test_stereo_max_disparity_changes_without_new_weights():
     net = StereoNet(max_disparity=32).eval()
     n = count_params(net)
@@ -101,8 +151,9 @@ def test_onnx_matches_torch_mono_radar():
     np.testing.assert_allclose(o[1], t[1], atol=1e-4)
 
 
-def test_onnx_matches_torch_stereo():
-    net = StereoNet(max_disparity=16).eval()
+@pytest.mark.parametrize("local_radius", [0, 2])
+def test_onnx_matches_torch_stereo(local_radius):
+    net = StereoNet(max_disparity=16, local_radius=local_radius).eval()
     rng = np.random.default_rng(0)
     left = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
     right = np.roll(left, -4, axis=3)

@@ -291,3 +291,38 @@ def test_crop_aug_training_marks_the_card_focal_normalized(dataset, tmp_path, ca
                  "--batch", "2", "--steps", "1", "--json"]) == 0
     capsys.readouterr()
     assert json.loads((tmp_path / "plain" / "mono_radar.json").read_text())["focal_normalized"] is False
+
+
+def test_stereo_refinement_only_training_from_narrower_weights(dataset, tmp_path, capsys, caplog):
+    """--init widens the plain network into one with --local-radius; --freeze keeps the named parts
+    bit for bit (BatchNorm statistics included) while the refinement trains."""
+    from safetensors.torch import load_file
+
+    plain = tmp_path / "plain"
+    common = ["train", "stereo", "--data", str(dataset), "--minutes", "5", "--batch", "2", "--max-disparity", "16",
+              "--json"]
+    assert main([*common, "--out", str(plain), "--steps", "1"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "wide"
+    assert main([*common, "--out", str(out), "--steps", "2", "--init", str(plain / "stereo.safetensors"),
+                 "--local-radius", "2", "--freeze", "stem,quarter,aggregate"]) == 0
+    capsys.readouterr()
+    card = json.loads((out / "stereo.json").read_text())
+    assert card["architecture"]["config"]["local_radius"] == 2
+    assert "--local-radius 2" in card["training"]["command"] and "--freeze" in card["training"]["command"]
+    before, after = load_file(str(plain / "stereo.safetensors")), load_file(str(out / "stereo.safetensors"))
+    for name, value in after.items():
+        if name.startswith(("stem.", "quarter.", "aggregate.")):
+            assert np.array_equal(value.numpy(), before[name].numpy()), name
+    first = after["refine.0.0.weight"].numpy()
+    assert first.shape[1] == before["refine.0.0.weight"].shape[1] + 5
+    assert not np.array_equal(first[:, :-5], before["refine.0.0.weight"].numpy())  # the refinement trained
+    assert np.abs(first[:, -5:]).max() > 0  # and learnt to use the new cue
+    assert main([*common, "--out", str(tmp_path / "bad"), "--steps", "1", "--freeze", "nonsense"]) == 2
+    assert "cannot freeze ['nonsense']" in caplog.text
+    from depth_nodes.depth.train import TrainConfig
+
+    with pytest.raises(ValueError, match="local_radius"):
+        TrainConfig(task="mono", data=str(dataset), minutes=1, local_radius=2).validate()
+    with pytest.raises(ValueError, match="init weights"):
+        TrainConfig(task="stereo", data=str(dataset), minutes=1, init=str(tmp_path / "none.safetensors")).validate()

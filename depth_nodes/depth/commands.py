@@ -61,7 +61,7 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(value)]
     if args.no_return_far:
         parts.append("--no-return-far")
-    for opt in ("rel_weight", "crop_aug"):  # mono-only options, written only when used
+    for opt in ("rel_weight", "crop_aug", "local_radius", "init", "freeze"):  # written only when used
         if getattr(args, opt):
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     return " ".join(shlex.quote(p) for p in parts)
@@ -75,7 +75,9 @@ def cmd_train(args) -> int:
                       seed=args.seed, lr=args.lr, steps=args.steps, size=_size(args.size) if args.size else None,
                       workers=args.workers, max_disparity=args.max_disparity,
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
-                      no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug)
+                      no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug,
+                      local_radius=args.local_radius, init=args.init,
+                      freeze=tuple(n for n in (args.freeze or "").split(",") if n))
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -153,10 +155,21 @@ def register(groups) -> None:
         p.add_argument("--max-disparity", type=int, default=64, help="stereo search range in px (multiple of 4)")
         p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="checkpoint period")
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--init", default=None,
+                       help="start from these weights (.safetensors) instead of random ones; they may be "
+                            "a narrower variant (e.g. stereo without --local-radius): new input channels "
+                            "start at zero. Ignored with --resume")
+        p.add_argument("--freeze", default=None,
+                       help="comma list of the network's top-level parts to keep as they are (e.g. stem,"
+                            "quarter,aggregate of the stereo network: train its refinement only)")
         p.add_argument("--no-return-far", action="store_true",
                        help="pixels without GT depth (a simulated sky: no surface) are trained as far away "
                             "(stereo: toward zero disparity; mono: at least 30 m); without it they are ignored "
                             "and the network guesses there. Only for data whose missing depth means no surface")
+        if task == "stereo":
+            p.add_argument("--local-radius", type=int, default=0,
+                           help="refinement also correlates the two images at 1/2 resolution at each whole-pixel "
+                                "offset up to this many px either side of the coarse disparity (0: not)")
         if task == "mono":
             p.add_argument("--rel-weight", type=float, default=0.0,
                            help="weight of a relative-error term |pred-gt|/gt (the abs_rel metric) added to "
@@ -167,7 +180,7 @@ def register(groups) -> None:
                                 "marks the network focal-normalised: inputs are resampled to its focal length")
         _add_threads(p)
         add_json_flag(p)
-        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0)
+        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0, local_radius=0)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)

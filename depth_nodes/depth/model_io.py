@@ -102,6 +102,39 @@ def load_weights(path, **config_overrides) -> tuple[nn.Module, dict]:
     return model.eval(), card
 
 
+def init_from_weights(model: nn.Module, path) -> dict:
+    """Start ``model`` from the safetensors weights at ``path`` of a narrower variant of it.
+
+    Tensors of equal shape are copied. A tensor whose source has fewer input channels (dim 1;
+    e.g. a first layer that now also takes extra cues appended after the old ones) gets the
+    source in its leading channels and zeros in the new ones, so the model starts out computing
+    exactly what the source did. Any other mismatch, or a tensor the source lacks, is an error.
+    Returns counts ``{"copied", "widened"}``."""
+    source = load_file(str(path), device="cpu")
+    target = model.state_dict()
+    missing = sorted(set(target) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    if missing or unexpected:
+        raise ValueError(f"weights {path} do not fit {type(model).__name__}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    counts = {"copied": 0, "widened": 0}
+    with torch.no_grad():
+        for name, dst in target.items():
+            src = source[name]
+            if src.shape == dst.shape:
+                dst.copy_(src)
+                counts["copied"] += 1
+            elif (src.dim() == dst.dim() >= 2 and src.shape[0] == dst.shape[0] and src.shape[2:] == dst.shape[2:]
+                  and src.shape[1] < dst.shape[1]):
+                dst.zero_()
+                dst[:, : src.shape[1]].copy_(src)
+                counts["widened"] += 1
+            else:
+                raise ValueError(f"weights {path}: {name} has shape {tuple(src.shape)}, the model needs "
+                                 f"{tuple(dst.shape)} (only extra input channels can be added)")
+    return counts
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every Conv2d -> BatchNorm2d pair (as built by :mod:`layers`) into the conv, in place.
 

@@ -12,6 +12,13 @@ one batch) -> group-wise correlation cost volume at 1/4 over
 depend on the number of candidates, so ``max_disparity`` can change after
 training) -> soft-argmin -> edge-aware residual refinement at 1/2 with the
 left image features -> bilinear upsampling to full resolution.
+
+With ``local_radius`` R > 0 the refinement also sees how well the two images agree at 1/2
+resolution around the coarse estimate: the right image's 1/2-resolution features are warped
+by the coarse disparity plus each offset -R..R px (at the input resolution, so half-pixel
+steps at 1/2) and correlated with the left ones (:func:`local_correlation`). The 1/4-resolution cost volume alone limits the
+disparity's precision; this gives the refinement a finer match to work from. R = 0 is the
+original network (the packaged weights before it).
 """
 from __future__ import annotations
 
@@ -34,6 +41,23 @@ def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, grou
         shifted = fr if d == 0 else F.pad(fr[..., : w - d], (d, 0, 0, 0))
         slices.append((fl * shifted).view(b, groups, c // groups, h, w).mean(dim=2))
     return torch.stack(slices, dim=1)
+
+
+def warp_right(fr: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+    """Right-image features (B, C, H, W) resampled at x - disparity (B, 1, H, W; px at this
+    resolution), bilinear, zero outside the image: where the left pixel's match would be."""
+    b, _, h, w = fr.shape
+    xs = torch.arange(w, dtype=fr.dtype, device=fr.device).view(1, 1, w) - disparity[:, 0]
+    ys = torch.arange(h, dtype=fr.dtype, device=fr.device).view(1, h, 1).expand(b, h, w)
+    grid = torch.stack([xs * (2.0 / max(w - 1, 1)) - 1.0, ys * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
+    return F.grid_sample(fr, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def local_correlation(fl: torch.Tensor, fr: torch.Tensor, disparity: torch.Tensor, radius: int,
+                      step: float = 1.0) -> torch.Tensor:
+    """(B, 2R+1, H, W): channel-mean of ``fl * warp_right(fr, disparity + k * step)`` for k = -R..R."""
+    return torch.cat([(fl * warp_right(fr, disparity + k * step)).mean(dim=1, keepdim=True)
+                      for k in range(-radius, radius + 1)], dim=1)
 
 
 class VolumeConv(nn.Module):
@@ -59,15 +83,22 @@ class VolumeConv(nn.Module):
 class StereoNet(nn.Module):
     """See module docstring. ``max_disparity`` (px at input resolution) is a
     multiple of 4; ``features``: channels at 1/4; ``groups``: correlation
-    groups; ``agg``: 3D aggregation channels; ``refine``: refinement channels."""
+    groups; ``agg``: 3D aggregation channels; ``refine``: refinement channels;
+    ``local_radius``: offsets (px at the input resolution) either side of the coarse disparity
+    that the refinement correlates at 1/2 resolution (0: none)."""
 
     def __init__(self, max_disparity: int = 64, features: int = 32, groups: int = 4, agg: int = 8,
-                 refine: int = 24):
+                 refine: int = 24, local_radius: int = 0):
         super().__init__()
         if features % groups:
             raise ValueError(f"features ({features}) must be divisible by groups ({groups})")
+        if local_radius < 0:
+            raise ValueError(f"local_radius must be >= 0, got {local_radius}")
         self.config = {"max_disparity": int(max_disparity), "features": features, "groups": groups,
                        "agg": agg, "refine": refine}
+        if local_radius:  # older cards have no such key: they are the local_radius = 0 network
+            self.config["local_radius"] = int(local_radius)
+        self.local_radius = int(local_radius)
         self.set_max_disparity(max_disparity)
         self.groups = groups
         self.norm = NormalizeRGB()
@@ -76,7 +107,7 @@ class StereoNet(nn.Module):
                                      nn.Conv2d(features, features, 3, padding=1))
         self.aggregate = nn.Sequential(VolumeConv(groups, agg), VolumeConv(agg, agg), VolumeConv(agg, agg),
                                        VolumeConv(agg, 1, last=True))
-        self.refine = nn.Sequential(ConvBNReLU(16 + 2, refine), ConvBNReLU(refine, refine, dilation=2),
+        self.refine = nn.Sequential(ConvBNReLU(16 + 2 + (2 * local_radius + 1 if local_radius else 0), refine), ConvBNReLU(refine, refine, dilation=2),
                                     ConvBNReLU(refine, refine, dilation=4), ConvBNReLU(refine, refine),
                                     nn.Conv2d(refine, 2, 3, padding=1))
 
@@ -101,7 +132,10 @@ class StereoNet(nn.Module):
         peak = prob.max(dim=1, keepdim=True).values
         half_l = half[:b]
         disp_h = upsample_to(disp_q, half_l)
-        out = self.refine(torch.cat([half_l, disp_h / self.max_disparity, upsample_to(peak, half_l)], dim=1))
+        cues = [half_l, disp_h / self.max_disparity, upsample_to(peak, half_l)]
+        if self.local_radius:
+            cues.append(local_correlation(half_l, half[b:], disp_h * 0.5, self.local_radius, step=0.5))
+        out = self.refine(torch.cat(cues, dim=1))
         refined = F.relu(disp_h + out[:, :1] * (0.1 * self.max_disparity))
         return upsample_to(disp_q, left), upsample_to(refined, left), upsample_to(out[:, 1:], left)
 

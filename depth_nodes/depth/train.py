@@ -28,7 +28,7 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, save_weights
+from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, init_from_weights, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ class TrainConfig:
     no_return_far: bool = False   # pixels without GT depth (simulated sky) are trained as far away
     rel_weight: float = 0.0       # mono: weight of the relative-error (abs_rel) loss term
     crop_aug: float = 0.0         # mono: probability that a batch is cropped (same focal, narrower view)
+    local_radius: int = 0         # stereo: StereoNet local_radius (1/2-resolution correlation offsets)
+    init: str | None = None       # weights (.safetensors) of the same or a narrower network to start from
+    freeze: tuple[str, ...] = ()  # top-level submodules kept as they are (no gradient, BatchNorm statistics fixed)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -77,6 +80,11 @@ class TrainConfig:
         if not 0.0 <= self.crop_aug <= 1.0 or (self.crop_aug > 0 and self.task != "mono"):
             raise ValueError(f"crop_aug must be in [0, 1] and is for task 'mono' only, got {self.crop_aug} "
                              f"for {self.task!r}")
+        if self.local_radius < 0 or (self.local_radius and self.task != "stereo"):
+            raise ValueError(f"local_radius must be >= 0 and is for task 'stereo' only, got {self.local_radius} "
+                             f"for {self.task!r}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise ValueError(f"init weights {self.init} not found")
         if self.batch < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError(f"batch and steps must be >= 1, got batch={self.batch} steps={self.steps}")
 
@@ -125,7 +133,27 @@ def crop_batch(batch: dict, rng: np.random.Generator, min_fraction: float = CROP
 
 
 def _model_kwargs(cfg: TrainConfig) -> dict:
-    return {"max_disparity": cfg.max_disparity} if cfg.task == "stereo" else {}
+    if cfg.task != "stereo":
+        return {}
+    return {"max_disparity": cfg.max_disparity, "local_radius": cfg.local_radius}
+
+
+def freeze_modules(model: torch.nn.Module, names) -> list[torch.nn.Module]:
+    """Keep the named top-level submodules of ``model`` as they are: no gradients, and in eval
+    mode, so their BatchNorm statistics stay fixed (call after ``model.train()``). Returns them."""
+    children = dict(model.named_children())
+    unknown = sorted(set(names) - set(children))
+    if unknown:
+        raise ValueError(f"cannot freeze {unknown}: {type(model).__name__} has {sorted(children)}")
+    frozen = []
+    for name in names:
+        module = children[name]
+        module.requires_grad_(False)
+        module.eval()
+        frozen.append(module)
+    if names and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"freezing {list(names)} leaves nothing to train")
+    return frozen
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -194,7 +222,11 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
 
     model_name = TASKS[cfg.task]
     model = build_model(ARCH_FOR_MODEL[model_name], _model_kwargs(cfg)).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    if cfg.init is not None and resume is None:
+        counts = init_from_weights(model, cfg.init)
+        log.info("started from %s (%d tensors copied, %d widened)", cfg.init, counts["copied"], counts["widened"])
+    freeze_modules(model, cfg.freeze)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
     step, epoch, elapsed0 = 0, 0, 0.0
     if resume is not None:
         step, epoch, elapsed0 = load_checkpoint(Path(resume), model, opt)
