@@ -127,6 +127,17 @@ def test_eval_depth_sgbm(dataset, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog):
+    # the fake walls are 2-7.2 m away: 0.7-2.5 px of disparity at fx * baseline = 5 px m
+    args = ["eval", "depth", "--data", str(dataset), "--split", "all", "--json"]
+    assert main([*args, "--mode", "sgbm", "--max-disparity", "32"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["max_disparity"] == 32 and res["density"] > 0.3
+    assert main([*args, "--mode", "sgbm", "--max-disparity", "30"]) == 2  # SGBM needs a multiple of 16
+    assert main([*args, "--mode", "mono-radar", "--max-disparity", "32"]) == 2
+    assert "stereo modes only" in caplog.text
+
+
 def test_eval_depth_missing_weights_is_clear(dataset, capsys):
     assert main(["eval", "depth", "--data", str(dataset), "--mode", "stereo",
                  "--weights", "/nonexistent/stereo.safetensors", "--json"]) == 2

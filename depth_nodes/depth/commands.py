@@ -105,10 +105,16 @@ def cmd_eval_depth(args) -> int:
     from depth_nodes.depth.interface import make_estimator
 
     threads = _threads(args)
-    est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights)
+    options = {}
+    if args.max_disparity is not None:
+        if args.mode not in ("stereo", "stereo-hybrid", "sgbm"):
+            raise ValueError(f"--max-disparity applies to the stereo modes only, not {args.mode!r}")
+        options["num_disparities" if args.mode == "sgbm" else "max_disparity"] = args.max_disparity
+    est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
-    _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status, **res,
+    _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
+                   "max_disparity": args.max_disparity, **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -199,6 +205,10 @@ def register(groups) -> None:
                    help="held-out world seeds (val) by default")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--max-depth", type=float, default=None, help="ignore GT beyond this range (m)")
+    p.add_argument("--max-disparity", type=int, default=None,
+                   help="stereo modes: disparity search range in px (network: at its input resolution, a "
+                        "multiple of 4; SGBM: at the camera's, a multiple of 16; default: the network's trained "
+                        "range, SGBM's default). The nearest depth a rig can match is fx * baseline / range")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")
