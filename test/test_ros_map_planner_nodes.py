@@ -123,8 +123,15 @@ def test_trajectory_stamped_and_stops_before_wall(rig):
     ex, _, planner, vehicle, _, _ = rig
     vehicle.goal_pub.publish(pose_to_pose_stamped_msg(pose_from_xyz_yaw([6.0, 0.0, 1.5], 0.0), stamp=vehicle.now()))
     vehicle.trajs.clear()
-    assert spin_until(ex, lambda: planner.goal is not None and len(vehicle.trajs) >= 5, timeout_s=15.0,
-                      tick=vehicle.tick)
+
+    def planned_cycles():
+        return [s for s in vehicle.status if s["status"] in ("ok", "no_feasible")]
+
+    # under load the first cycles after the goal may all brake on stale odometry: wait (bounded)
+    # for one that planned, since that is what is judged below
+    spin_until(ex, lambda: planner.goal is not None and len(vehicle.trajs) >= 5 and planned_cycles(),
+               timeout_s=30.0, tick=vehicle.tick)
+    assert planner.goal is not None and len(vehicle.trajs) >= 5
     for msg in vehicle.trajs[-5:]:
         assert msg.header.frame_id == "map" and msg.header.stamp.sec > 0
         assert len(msg.points) >= 2
@@ -134,7 +141,7 @@ def test_trajectory_stamped_and_stops_before_wall(rig):
     # on a loaded machine the test's own odometry ticks can slip past the timeout: such cycles
     # brake (stale_odom, as they must) with a short restamped stop; judge the cycles that planned
     assert any(len(msg.points) > 5 for msg in vehicle.trajs)
-    planned = [s for s in vehicle.status if s["status"] in ("ok", "no_feasible")]
+    planned = planned_cycles()
     assert planned, [s["status"] for s in vehicle.status[-10:]]
     status = planned[-1]
     assert "total" in status["timings_ms"]
