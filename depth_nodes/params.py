@@ -3,7 +3,7 @@
 Each node module in ``depth_nodes/ros/`` defines ``PARAMS`` (a tuple of
 :class:`Param`: name, default, description, range) and declares them through
 ``BaseNode``; ``config/mav_nav.yaml`` is generated from those declarations by
-``tools/gen_config.py`` (a test checks it is current), and the launcher and the
+``python -m depth_nodes.ros.config_file --write`` (a test checks it is current), and the launcher and the
 launch file pass that YAML to every node.
 """
 from __future__ import annotations

@@ -37,11 +37,46 @@ def test_sgbm_recovers_known_shift(rng):
     assert abs(np.nanmedian(out.depth[10:-10, 40:-10]) - expected) / expected < 0.03
 
 
+def _subpixel_pair(rng, h=96, w=160, over=8):
+    """A pair whose disparity steps through every 1/8 px between 5 and 9 px down the rows: both
+    views box-filter one texture ``over`` times finer than the pixels, as a camera's pixels
+    integrate light, so a fractional shift is exact. Returns (left, right, gt disparity)."""
+    fine = cv2.GaussianBlur(rng.uniform(0, 255, (h, (w + 16) * over)).astype(np.float32), (0, 0), over * 0.7)
+    pad = 16 * over
+    right = fine[:, pad: pad + w * over].reshape(h, w, over).mean(axis=2)
+    steps = (np.arange(h) * 33 // h) + 5 * over  # disparity in 1/over px, 5.0 .. 9.0
+    # left(x) = right(x - d)
+    left = np.stack([fine[y, pad - s: pad - s + w * over].reshape(w, over).mean(axis=1) for y, s in enumerate(steps)])
+    as_rgb = lambda a: np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
+    return as_rgb(left), as_rgb(right), np.repeat((steps / over)[:, None], w, axis=1)
+
+
+def test_sgbm_phase_shifted_passes_cut_pixel_locking(rng):
+    left, right, gt = _subpixel_pair(rng)
+    inner = (slice(6, -6), slice(30, -6))
+    err = {}
+    for passes in (1, 2, 4):
+        disp, _ = make_estimator("sgbm", passes=passes).disparity(left, right)
+        e = np.abs(disp - gt)[inner]
+        assert np.isfinite(e).mean() > 0.95
+        err[passes] = float(np.nanmean(e))
+        if passes == 1:
+            density = np.isfinite(disp).mean()
+        else:  # validity is the first pass's
+            assert np.isfinite(disp).mean() == density
+    # one pass is pulled toward whole pixels; averaging phase-shifted passes removes most of that
+    assert err[2] < 0.7 * err[1] and err[4] <= err[2] * 1.1, err
+
+
 def test_sgbm_parameter_validation():
     with pytest.raises(ValueError, match="multiple of 16"):
         make_estimator("sgbm", num_disparities=20)
     with pytest.raises(ValueError, match="block_size"):
         make_estimator("sgbm", block_size=4)
+    with pytest.raises(ValueError, match="passes"):
+        make_estimator("sgbm", passes=0)
+    with pytest.raises(ValueError, match="passes"):
+        make_estimator("stereo-hybrid", weights="random-init", passes=1.5)
 
 
 def test_depth_metrics_hand_computed():

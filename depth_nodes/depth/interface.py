@@ -30,8 +30,8 @@ ESTIMATOR_OPTIONS = {
     "mono": {"net_size"},
     "mono-radar": {"net_size", "radar_dilate"},
     "stereo": {"net_size", "max_disparity"},
-    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio"},
-    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio"},
+    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio", "passes"},
+    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes"},
 }
 #: Most radar points accepted in one frame (guards allocations from bad messages).
 MAX_RADAR_POINTS = 100_000

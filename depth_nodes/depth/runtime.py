@@ -343,12 +343,13 @@ class HybridStereoEstimator(StereoEstimator):
 
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, num_disparities: int | None = None, block_size: int | None = None,
-                 uniqueness_ratio: int = 10):
-        from depth_nodes.depth.sgbm import SgbmEstimator
+                 uniqueness_ratio: int = 10, passes: int | None = None):
+        from depth_nodes.depth.sgbm import DEFAULT_PASSES, SgbmEstimator
 
         super().__init__(model, runtime, device, weights_status, net_size, card)
-        SgbmEstimator(num_disparities, block_size, uniqueness_ratio)  # reject bad options now
-        self.num_disparities, self._sgbm_options = num_disparities, (block_size, uniqueness_ratio)
+        passes = DEFAULT_PASSES if passes is None else passes
+        SgbmEstimator(num_disparities, block_size, uniqueness_ratio, passes)  # reject bad options now
+        self.num_disparities, self._sgbm_options = num_disparities, (block_size, uniqueness_ratio, passes)
         self._sgbm: dict[int, SgbmEstimator] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgbm") if device == "cuda" else None
 

@@ -39,6 +39,8 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
           "hybrid (SGBM where it finds a match, the network in its holes).", choices=tuple(BACKEND_MODES)),
     Param("max_disparity", 0, "Disparity search range in pixels (0 = default: the network's trained range; "
           "SGBM width/8). Network: multiple of 4 at network resolution; SGBM: multiple of 16.", 0, 1024),
+    Param("sgbm_passes", 2, "SGBM (sgbm and hybrid backends): phase-shifted matching passes averaged against "
+          "OpenCV's pull toward whole-pixel disparities; each pass costs one more matching (1: plain).", 1, 8),
 )
 
 
@@ -61,6 +63,8 @@ class StereoDepthNode(DepthNodeBase):
                 options = {"num_disparities": max_disp} if max_disp else {}
             else:
                 options = {"net_size": self.net_size(), **({"max_disparity": max_disp} if max_disp else {})}
+            if backend != "network":
+                options["passes"] = self.param("sgbm_passes")
         except ValueError as exc:
             self.fail(str(exc))
             return
