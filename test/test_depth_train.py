@@ -136,6 +136,16 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert main([*args, "--mode", "sgbm", "--max-disparity", "30"]) == 2  # SGBM needs a multiple of 16
     assert main([*args, "--mode", "mono-radar", "--max-disparity", "32"]) == 2
     assert "stereo modes only" in caplog.text
+    capsys.readouterr()
+    runs = {}
+    for passes in ("1", "2"):
+        assert main([*args, "--mode", "sgbm", "--sgbm-passes", passes]) == 0
+        runs[passes] = json.loads(capsys.readouterr().out)
+    # the extra pass changes disparities, not which pixels matched (only a disparity averaged
+    # down to below the smallest usable one can turn a depth invalid)
+    assert runs["1"]["sgbm_passes"] == 1 and runs["1"]["density"] == pytest.approx(runs["2"]["density"], abs=0.01)
+    assert runs["1"]["disparity_epe_px"] != runs["2"]["disparity_epe_px"]
+    assert main([*args, "--mode", "stereo", "--sgbm-passes", "1"]) == 2
 
 
 def test_eval_depth_missing_weights_is_clear(dataset, capsys):

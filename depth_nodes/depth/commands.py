@@ -110,11 +110,15 @@ def cmd_eval_depth(args) -> int:
         if args.mode not in ("stereo", "stereo-hybrid", "sgbm"):
             raise ValueError(f"--max-disparity applies to the stereo modes only, not {args.mode!r}")
         options["num_disparities" if args.mode == "sgbm" else "max_disparity"] = args.max_disparity
+    if args.sgbm_passes is not None:
+        if args.mode not in ("sgbm", "stereo-hybrid"):
+            raise ValueError(f"--sgbm-passes applies to the sgbm and stereo-hybrid modes only, not {args.mode!r}")
+        options["passes"] = args.sgbm_passes
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
     _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
-                   "max_disparity": args.max_disparity, **res,
+                   "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes, **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -209,6 +213,9 @@ def register(groups) -> None:
                    help="stereo modes: disparity search range in px (network: at its input resolution, a "
                         "multiple of 4; SGBM: at the camera's, a multiple of 16; default: the network's trained "
                         "range, SGBM's default). The nearest depth a rig can match is fx * baseline / range")
+    p.add_argument("--sgbm-passes", type=int, default=None,
+                   help="sgbm, stereo-hybrid: phase-shifted SGBM passes averaged against pixel locking "
+                        "(default 2; 1: OpenCV's single pass)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")
