@@ -16,9 +16,10 @@ left image features -> bilinear upsampling to full resolution.
 With ``local_radius`` R > 0 the refinement also sees how well the two images agree at 1/2
 resolution around the coarse estimate: the right image's 1/2-resolution features are warped
 by the coarse disparity plus each offset -R..R px (at the input resolution, so half-pixel
-steps at 1/2) and correlated with the left ones (:func:`local_correlation`). The 1/4-resolution cost volume alone limits the
-disparity's precision; this gives the refinement a finer match to work from. R = 0 is the
-original network (the packaged weights before it).
+steps at 1/2) and correlated with the left ones (:func:`local_correlation`), a finer match
+than the 1/4-resolution cost volume gives. R = 0 is the original network, and the packaged
+weights' (a refinement-only fine-tune with R = 3 did not make the disparity more precise;
+see models/stereo_training/README.md).
 """
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ class StereoNet(nn.Module):
                                      nn.Conv2d(features, features, 3, padding=1))
         self.aggregate = nn.Sequential(VolumeConv(groups, agg), VolumeConv(agg, agg), VolumeConv(agg, agg),
                                        VolumeConv(agg, 1, last=True))
-        self.refine = nn.Sequential(ConvBNReLU(16 + 2 + (2 * local_radius + 1 if local_radius else 0), refine), ConvBNReLU(refine, refine, dilation=2),
+        cues = 16 + 2 + (2 * local_radius + 1 if local_radius else 0)  # left features, disparity, peak, matches
+        self.refine = nn.Sequential(ConvBNReLU(cues, refine), ConvBNReLU(refine, refine, dilation=2),
                                     ConvBNReLU(refine, refine, dilation=4), ConvBNReLU(refine, refine),
                                     nn.Conv2d(refine, 2, 3, padding=1))
 
