@@ -138,22 +138,18 @@ def _model_kwargs(cfg: TrainConfig) -> dict:
     return {"max_disparity": cfg.max_disparity, "local_radius": cfg.local_radius}
 
 
-def freeze_modules(model: torch.nn.Module, names) -> list[torch.nn.Module]:
+def freeze_modules(model: torch.nn.Module, names) -> None:
     """Keep the named top-level submodules of ``model`` as they are: no gradients, and in eval
-    mode, so their BatchNorm statistics stay fixed (call after ``model.train()``). Returns them."""
+    mode, so their BatchNorm statistics stay fixed (call after ``model.train()``)."""
     children = dict(model.named_children())
     unknown = sorted(set(names) - set(children))
     if unknown:
         raise ValueError(f"cannot freeze {unknown}: {type(model).__name__} has {sorted(children)}")
-    frozen = []
     for name in names:
-        module = children[name]
-        module.requires_grad_(False)
-        module.eval()
-        frozen.append(module)
+        children[name].requires_grad_(False)
+        children[name].eval()
     if names and not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"freezing {list(names)} leaves nothing to train")
-    return frozen
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
