@@ -102,17 +102,15 @@ def cmd_export_onnx(args) -> int:
 
 def cmd_eval_depth(args) -> int:
     from depth_nodes.depth.evaluate import eval_dataset
-    from depth_nodes.depth.interface import make_estimator
+    from depth_nodes.depth.interface import STEREO_MODES, make_estimator
 
     threads = _threads(args)
-    options = {}
+    options = {}  # make_estimator rejects an option the mode does not take
     if args.max_disparity is not None:
-        if args.mode not in ("stereo", "stereo-hybrid", "sgbm"):
+        if args.mode not in STEREO_MODES:
             raise ValueError(f"--max-disparity applies to the stereo modes only, not {args.mode!r}")
         options["num_disparities" if args.mode == "sgbm" else "max_disparity"] = args.max_disparity
     if args.sgbm_passes is not None:
-        if args.mode not in ("sgbm", "stereo-hybrid"):
-            raise ValueError(f"--sgbm-passes applies to the sgbm and stereo-hybrid modes only, not {args.mode!r}")
         options["passes"] = args.sgbm_passes
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
