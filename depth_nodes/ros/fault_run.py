@@ -65,6 +65,7 @@ class Recording:
     rss: list[tuple[float, float, float]] = field(default_factory=list)    # (sim t, wall, total MB)
     events: dict[str, str] = field(default_factory=dict)                   # fault -> harness-side note
     harness_at: dict[str, float] = field(default_factory=dict)             # fault -> sim t of the kill / cut
+    after_wall: dict[str, float] = field(default_factory=dict)             # fault -> wall of the after snapshot
 
 
 def _rel(stamp_s: float) -> float:
@@ -296,6 +297,7 @@ class FaultHarness:
         self._await_fresh_diagnostics(ended_wall)
         self._await_rejection_counts(f, self.rec.snapshots[(f.name, "before")])
         self.rec.snapshots[(f.name, "after")] = self._snapshot()
+        self.rec.after_wall[f.name] = time.monotonic()
         self.rec.statuses = [s for _, s in self.monitor.plan_status]
 
     def _kill_restart(self, f: Fault) -> None:
@@ -442,12 +444,17 @@ class FaultHarness:
         return expect
 
     def _rejections(self, f: Fault, before, after, logs, wall) -> list[tuple[bool, str]]:
-        """Rejection counters rose on the consumers of the faulty topics and their log lines give the reason."""
+        """Rejection counters rose on the consumers of the faulty topics and their log lines give the reason.
+
+        A log line counts from just before the fault until the after snapshot (at least 1 s past the
+        gap): a loaded node can reject, and log, the queued faulty messages that late, and the
+        snapshot that counted them was taken after it did."""
         out = []
+        end = max((wall[1] or float("inf")) + 1.0, self.rec.after_wall.get(f.name, float("-inf")))
         for node, topic in self._expected_rejections(f):
             n = C.counter_delta(before, after, node, f"rejected/{topic}")
             lines = [m for w, nd, tp, m, _ in logs if nd == node.strip("/") and tp == topic
-                     and wall[0] is not None and wall[0] - 0.5 <= w <= (wall[1] or float("inf")) + 1.0]
+                     and wall[0] is not None and wall[0] - 0.5 <= w <= end]
             reason = next((m for m in lines if re.search(f.reason, m)), None) if f.reason else \
                 (lines[0] if lines else None)
             out.append((n > 0 and reason is not None,
