@@ -37,14 +37,15 @@ def test_sgbm_recovers_known_shift(rng):
     assert abs(np.nanmedian(out.depth[10:-10, 40:-10]) - expected) / expected < 0.03
 
 
-def _subpixel_pair(rng, h=96, w=160, over=8):
-    """A pair whose disparity steps through every 1/8 px between 5 and 9 px down the rows: both
+def _subpixel_pair(rng, h=96, w=160, over=8, span=33):
+    """A pair whose disparity steps through every 1/8 px from 5 px down the rows (to 9 px with the
+    default ``span`` of 33 steps): both
     views box-filter one texture ``over`` times finer than the pixels, as a camera's pixels
     integrate light, so a fractional shift is exact. Returns (left, right, gt disparity)."""
     fine = cv2.GaussianBlur(rng.uniform(0, 255, (h, (w + 16) * over)).astype(np.float32), (0, 0), over * 0.7)
     pad = 16 * over
     right = fine[:, pad: pad + w * over].reshape(h, w, over).mean(axis=2)
-    steps = (np.arange(h) * 33 // h) + 5 * over  # disparity in 1/over px, 5.0 .. 9.0
+    steps = (np.arange(h) * span // h) + 5 * over  # disparity in 1/over px, 5.0 .. 9.0 by default
     # left(x) = right(x - d)
     left = np.stack([fine[y, pad - s: pad - s + w * over].reshape(w, over).mean(axis=1) for y, s in enumerate(steps)])
     as_rgb = lambda a: np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
@@ -56,16 +57,54 @@ def test_sgbm_phase_shifted_passes_cut_pixel_locking(rng):
     inner = (slice(6, -6), slice(30, -6))
     err = {}
     for passes in (1, 2, 4):
-        disp, _ = make_estimator("sgbm", passes=passes).disparity(left, right)
+        disp, _ = make_estimator("sgbm", passes=passes, require_agreement=False).disparity(left, right)
         e = np.abs(disp - gt)[inner]
         assert np.isfinite(e).mean() > 0.95
         err[passes] = float(np.nanmean(e))
         if passes == 1:
             density = np.isfinite(disp).mean()
-        else:  # validity is the first pass's
+        else:  # without require_agreement validity is the first pass's
             assert np.isfinite(disp).mean() == density
     # one pass is pulled toward whole pixels; averaging phase-shifted passes removes most of that
     assert err[2] < 0.7 * err[1] and err[4] <= err[2] * 1.1, err
+
+
+def test_sgbm_flipped_pass_cancels_the_vertical_path_lag(monkeypatch):
+    """On a surface whose disparity grows down the image (like the ground) the single pass's
+    top-down cost paths lag and read low; the second pass runs on the flipped pair (paths from
+    below) and cancels most of that bias."""
+    from depth_nodes.depth.sgbm import SgbmEstimator
+
+    pairs = [_subpixel_pair(np.random.default_rng(seed), span=64) for seed in (0, 1)]  # 5 -> 13 px
+    inner = (slice(6, -6), slice(30, -6))
+
+    def signed_bias():
+        errs = [(make_estimator("sgbm", passes=2).disparity(left, right)[0] - gt)[inner] for left, right, gt in pairs]
+        return float(np.nanmean(np.concatenate([e.ravel() for e in errs])))
+
+    flipped = signed_bias()
+    unflipped_pass = SgbmEstimator._shifted_pass
+    monkeypatch.setattr(SgbmEstimator, "_shifted_pass",
+                        staticmethod(lambda matcher, gl, gr, phase, flip: unflipped_pass(matcher, gl, gr, phase, False)))
+    upright = signed_bias()
+    assert upright < -0.03, upright  # both passes lag the same way
+    assert abs(flipped) < 0.6 * abs(upright), (flipped, upright)
+
+
+def test_sgbm_agreement_of_all_passes_rejects_mismatches(rng):
+    """``require_agreement`` keeps a subset of the first pass's pixels, with the same values there."""
+    h, w, shift = 96, 160, 7
+    wide = _texture(rng, h, w + shift)
+    left, right = wide[:, :w].copy(), wide[:, shift:].copy()
+    right[30:60, 60:100] = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # an area without a true match
+    strict, _ = make_estimator("sgbm", passes=2).disparity(left, right)
+    loose, _ = make_estimator("sgbm", passes=2, require_agreement=False).disparity(left, right)
+    assert not np.any(np.isfinite(strict) & ~np.isfinite(loose))
+    both = np.isfinite(strict)
+    np.testing.assert_array_equal(strict[both], loose[both])
+    assert np.isfinite(strict).sum() < np.isfinite(loose).sum()
+    bad = lambda d: np.sum(np.abs(d - shift) > 1)  # noqa: E731
+    assert bad(strict) < bad(loose)
 
 
 def test_sgbm_parameter_validation():

@@ -256,7 +256,7 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     inp = DepthInput(left, cam, None, np.roll(left, -6, axis=1), cam.with_baseline(0.1))
     hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32)
     net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32)
-    sgbm = make_estimator("sgbm", num_disparities=32)
+    sgbm = make_estimator("sgbm", num_disparities=32, require_agreement=False)  # the hybrid's default
     assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
     assert hybrid.sgbm_for(128).num_disparities == 32   # the network's range at this width
     assert hybrid.sgbm_for(30).num_disparities == 16    # kept narrower than the image

@@ -30,8 +30,9 @@ ESTIMATOR_OPTIONS = {
     "mono": {"net_size"},
     "mono-radar": {"net_size", "radar_dilate"},
     "stereo": {"net_size", "max_disparity"},
-    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio", "passes"},
-    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes"},
+    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio", "passes",
+                      "require_agreement"},
+    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement"},
 }
 #: Most radar points accepted in one frame (guards allocations from bad messages).
 MAX_RADAR_POINTS = 100_000

@@ -337,19 +337,22 @@ class HybridStereoEstimator(StereoEstimator):
     trusts (it passed SGBM's uniqueness, left-right and speckle checks). With the network on a
     GPU, SGBM runs on a worker thread meanwhile (OpenCV releases the GIL); on the CPU the two run
     one after the other, each with all the threads (sharing the cores makes both slower). Its
-    search range defaults to the network's at the camera's resolution."""
+    search range defaults to the network's at the camera's resolution. ``require_agreement``
+    defaults to False here: a pixel is SGBM's where its first pass matched, as on Middlebury
+    motorcycle the first pass is better than the network where a later pass disagrees."""
 
     name = "stereo-hybrid"
 
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, num_disparities: int | None = None, block_size: int | None = None,
-                 uniqueness_ratio: int = 10, passes: int | None = None):
+                 uniqueness_ratio: int = 10, passes: int | None = None, require_agreement: bool = False):
         from depth_nodes.depth.sgbm import DEFAULT_PASSES, SgbmEstimator
 
         super().__init__(model, runtime, device, weights_status, net_size, card)
         passes = DEFAULT_PASSES if passes is None else passes
-        SgbmEstimator(num_disparities, block_size, uniqueness_ratio, passes)  # reject bad options now
-        self.num_disparities, self._sgbm_options = num_disparities, (block_size, uniqueness_ratio, passes)
+        sgbm_options = (block_size, uniqueness_ratio, passes, require_agreement)
+        SgbmEstimator(num_disparities, *sgbm_options)  # reject bad options now
+        self.num_disparities, self._sgbm_options = num_disparities, sgbm_options
         self._sgbm: dict[int, SgbmEstimator] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgbm") if device == "cuda" else None
 

@@ -39,8 +39,10 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
           "hybrid (SGBM where it finds a match, the network in its holes).", choices=tuple(BACKEND_MODES)),
     Param("max_disparity", 0, "Disparity search range in pixels (0 = default: the network's trained range; "
           "SGBM width/8). Network: multiple of 4 at network resolution; SGBM: multiple of 16.", 0, 1024),
-    Param("sgbm_passes", 2, "SGBM (sgbm and hybrid backends): phase-shifted matching passes averaged against "
-          "OpenCV's pull toward whole-pixel disparities; each pass costs one more matching (1: plain).", 1, 8),
+    Param("sgbm_passes", 2, "SGBM (sgbm and hybrid backends): matching passes averaged against OpenCV's pull "
+          "toward whole-pixel disparities (each phase-shifted) and its top-down path bias (every other pass "
+          "upside down); the sgbm backend keeps only pixels where all passes agree. Each pass costs one more "
+          "matching (1: plain).", 1, 8),
 )
 
 
