@@ -138,13 +138,17 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert "stereo modes only" in caplog.text
     capsys.readouterr()
     runs = {}
-    for passes in ("1", "2"):
-        assert main([*args, "--mode", "sgbm", "--sgbm-passes", passes]) == 0
-        runs[passes] = json.loads(capsys.readouterr().out)
-    # the extra pass changes disparities, not which pixels matched (only a disparity averaged
-    # down to below the smallest usable one can turn a depth invalid)
-    assert runs["1"]["sgbm_passes"] == 1 and runs["1"]["density"] == pytest.approx(runs["2"]["density"], abs=0.01)
-    assert runs["1"]["disparity_epe_px"] != runs["2"]["disparity_epe_px"]
+    for passes, agreement in (("1", "first"), ("2", "first"), ("2", "all")):
+        assert main([*args, "--mode", "sgbm", "--sgbm-passes", passes, "--sgbm-agreement", agreement]) == 0
+        runs[passes, agreement] = json.loads(capsys.readouterr().out)
+    # with validity from the first pass the extra pass changes disparities, not which pixels
+    # matched (only a disparity averaged down to below the smallest usable one can turn a depth
+    # invalid); requiring all passes to agree keeps fewer
+    one, first, agreed = runs["1", "first"], runs["2", "first"], runs["2", "all"]
+    assert one["sgbm_passes"] == 1 and agreed["sgbm_agreement"] == "all"
+    assert one["density"] == pytest.approx(first["density"], abs=0.01)
+    assert one["disparity_epe_px"] != first["disparity_epe_px"]
+    assert agreed["density"] < first["density"]
     assert main([*args, "--mode", "stereo", "--sgbm-passes", "1"]) == 2
 
 

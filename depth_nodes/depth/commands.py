@@ -112,11 +112,14 @@ def cmd_eval_depth(args) -> int:
         options["num_disparities" if args.mode == "sgbm" else "max_disparity"] = args.max_disparity
     if args.sgbm_passes is not None:
         options["passes"] = args.sgbm_passes
+    if args.sgbm_agreement is not None:
+        options["require_agreement"] = args.sgbm_agreement == "all"
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
     _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
-                   "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes, **res,
+                   "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes,
+                   "sgbm_agreement": args.sgbm_agreement, **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -214,6 +217,9 @@ def register(groups) -> None:
     p.add_argument("--sgbm-passes", type=int, default=None,
                    help="sgbm, stereo-hybrid: phase-shifted SGBM passes averaged against pixel locking "
                         "(default 2; 1: OpenCV's single pass)")
+    p.add_argument("--sgbm-agreement", choices=("all", "first"), default=None,
+                   help="sgbm, stereo-hybrid with several passes: a pixel is valid where all passes agree within "
+                        "1 px (all; sgbm's default) or where the first pass matched (first; stereo-hybrid's)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")
