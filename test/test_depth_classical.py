@@ -83,9 +83,12 @@ def test_sgbm_flipped_pass_cancels_the_vertical_path_lag(monkeypatch):
         return float(np.nanmean(np.concatenate([e.ravel() for e in errs])))
 
     flipped = signed_bias()
-    unflipped_pass = SgbmEstimator._shifted_pass
-    monkeypatch.setattr(SgbmEstimator, "_shifted_pass",
-                        staticmethod(lambda matcher, gl, gr, phase, flip: unflipped_pass(matcher, gl, gr, phase, False)))
+    shifted_pass = SgbmEstimator._shifted_pass
+
+    def upright_pass(matcher, gl, gr, phase, flip):
+        return shifted_pass(matcher, gl, gr, phase, False)
+
+    monkeypatch.setattr(SgbmEstimator, "_shifted_pass", staticmethod(upright_pass))
     upright = signed_bias()
     assert upright < -0.03, upright  # both passes lag the same way
     assert abs(flipped) < 0.6 * abs(upright), (flipped, upright)

@@ -215,7 +215,7 @@ def register(groups) -> None:
                         "multiple of 4; SGBM: at the camera's, a multiple of 16; default: the network's trained "
                         "range, SGBM's default). The nearest depth a rig can match is fx * baseline / range")
     p.add_argument("--sgbm-passes", type=int, default=None,
-                   help="sgbm, stereo-hybrid: phase-shifted SGBM passes averaged against pixel locking "
+                   help="sgbm, stereo-hybrid: SGBM passes averaged against pixel locking and path lag "
                         "(default 2; 1: OpenCV's single pass)")
     p.add_argument("--sgbm-agreement", choices=("all", "first"), default=None,
                    help="sgbm, stereo-hybrid with several passes: a pixel is valid where all passes agree within "

@@ -15,7 +15,7 @@ locking"; on the project's held-out renders its median error is 0.07-0.10 px at 
 disparities and 0.25 px half-way between). (2) The 3-way mode aggregates costs only along
 paths that come from above and from the left, and its smoothness penalty makes a path lag
 behind a disparity that changes along it: on the ground, whose disparity grows down the image,
-one pass reads too small there and too large on surfaces above the horizon (held-out renders:
+upright passes read too small there and too large above the horizon (held-out renders:
 median signed error -0.13 px in the bottom rows, +0.11 px in the top rows). With ``passes`` N >
 1 pass k resamples the right image by k/N px and shifts its disparity back, and every odd pass
 runs on the vertically flipped pair (its paths come from below). By default
@@ -33,7 +33,8 @@ from depth_nodes.depth.interface import DepthEstimator, DepthInput, StageTimer
 
 #: Assumed matching error (px) used for the confidence of a valid disparity.
 SUBPIXEL_SIGMA_PX = 0.5
-#: Default number of phase-shifted matching passes (see the module docstring).
+#: Default number of matching passes (phase-shifted, every other one upside down; see the
+#: module docstring).
 DEFAULT_PASSES = 2
 #: A later pass is averaged in where it is within this many px of the first pass.
 PASS_AGREEMENT_PX = 1.0
