@@ -315,6 +315,22 @@ def test_bag_player_and_recorder_reject_bad_parameters(ctx, tmp_path):
                                                        Parameter("output", value=str(tmp_path / "x"))])
 
 
+def test_bag_recorder_finalises_its_bag_when_start_up_fails(ctx, tmp_path, monkeypatch):
+    """A signal during start-up shuts the context down under the constructor, which then raises
+    with no node for the executable to destroy: the bag it had opened must be closed anyway."""
+    def shut_down(self):
+        raise RuntimeError("context is not valid")
+
+    monkeypatch.setattr(BagRecorder, "_discover", shut_down)
+    out = tmp_path / "bag"
+    with pytest.raises(RuntimeError, match="context"):
+        BagRecorder(context=ctx, parameter_overrides=[Parameter("topics", value="odom"),
+                                                       Parameter("types", value="nav_msgs/msg/Odometry"),
+                                                       Parameter("output", value=str(out))])
+    assert (out / "metadata.yaml").is_file()
+    assert BagSource(out).topic_types == {"odom": "nav_msgs/msg/Odometry"}
+
+
 def test_message_class_resolves_bag_types(tmp_path):
     written = _write_bag(tmp_path / "bag", "mcap")
     src = BagSource(tmp_path / "bag")

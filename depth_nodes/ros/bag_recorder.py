@@ -65,12 +65,18 @@ class BagRecorder(BaseNode):
         for t in types:
             message_class(t)  # ValueError for an unknown type
         self.sink = BagSink(output, self.param("storage")).open()
-        self.depth = self.param("queue_depth")
-        self.subscriptions_by_topic: dict[str, object] = {}
-        for topic, typ in zip(self.topics, types):
-            self._subscribe(topic, typ, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
-        self.create_timer(self.param("discovery_period_s"), self._discover)
-        self._discover()
+        try:
+            self.depth = self.param("queue_depth")
+            self.subscriptions_by_topic: dict[str, object] = {}
+            for topic, typ in zip(self.topics, types):
+                self._subscribe(topic, typ, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
+            self.create_timer(self.param("discovery_period_s"), self._discover)
+            self._discover()
+        except BaseException:
+            # a signal can shut the context down while the node is still being built (the
+            # executable then has no node to destroy): the bag opened above must still be finalised
+            self.close()
+            raise
         self.get_logger().info(f"recording {self.topics} to {output} ({self.param('storage')})")
 
     def _subscribe(self, topic: str, typ: str, reliability, durability) -> None:
