@@ -38,10 +38,10 @@ def test_sgbm_recovers_known_shift(rng):
 
 
 def _subpixel_pair(rng, h=96, w=160, over=8, span=33):
-    """A pair whose disparity steps through every 1/8 px from 5 px down the rows (to 9 px with the
-    default ``span`` of 33 steps): both
-    views box-filter one texture ``over`` times finer than the pixels, as a camera's pixels
-    integrate light, so a fractional shift is exact. Returns (left, right, gt disparity)."""
+    """A pair whose disparity steps through every 1/8 px from 5 px down the rows (``span``
+    steps; the default 33 ends at 9 px): both views box-filter one texture ``over`` times finer
+    than the pixels, as a camera's pixels integrate light, so a fractional shift is exact.
+    Returns (left, right, gt disparity)."""
     fine = cv2.GaussianBlur(rng.uniform(0, 255, (h, (w + 16) * over)).astype(np.float32), (0, 0), over * 0.7)
     pad = 16 * over
     right = fine[:, pad: pad + w * over].reshape(h, w, over).mean(axis=2)
@@ -70,7 +70,7 @@ def test_sgbm_phase_shifted_passes_cut_pixel_locking(rng):
 
 
 def test_sgbm_flipped_pass_cancels_the_vertical_path_lag(monkeypatch):
-    """On a surface whose disparity grows down the image (like the ground) the single pass's
+    """On a surface whose disparity grows down the image (like the ground) an upright pass's
     top-down cost paths lag and read low; the second pass runs on the flipped pair (paths from
     below) and cancels most of that bias."""
     from depth_nodes.depth.sgbm import SgbmEstimator
