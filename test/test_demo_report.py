@@ -22,7 +22,8 @@ from depth_nodes.eval.demo_report import read_flight_bag, stage_latencies, write
 from depth_nodes.geometry import pose_from_xyz_yaw  # noqa: E402
 from depth_nodes.ros.conversions import array_to_image_msg, pose_to_odometry_msg  # noqa: E402
 from depth_nodes.ros.conversions_traj import trajectory_to_msg  # noqa: E402
-from depth_nodes.ros.demo_graph import RECORDED_TYPES, demo_node_params, recorded_topics  # noqa: E402
+from depth_nodes.ros.demo_graph import (RECORDED_TYPES, demo_node_params, launch_world, recorded_topics,  # noqa: E402
+                                        with_flight_ceiling)
 from depth_nodes.sim.world import WorldSpec, build_world  # noqa: E402
 from depth_nodes.trajectory import Trajectory  # noqa: E402
 
@@ -137,3 +138,19 @@ def test_demo_parameters_and_arguments():
     for bad in ("320", "axb", "10x10"):
         with pytest.raises(ValueError, match="image-size"):
             _parse_size(bad)
+
+
+def test_graph_flights_get_the_benchmark_ceiling_above_the_start():
+    from depth_nodes.eval.flight import CEILING_ABOVE_START_M
+    from depth_nodes.graph import parse_launch_args
+    from depth_nodes.sim.world import NAMED_DENSITY
+
+    world = launch_world(parse_launch_args({"world": "forest", "seed": "7", "extent": "20x10"}))
+    same = build_world(WorldSpec("forest", 7, NAMED_DENSITY["forest"]["medium"], (20.0, 10.0)))
+    np.testing.assert_array_equal(world.start, same.start)
+    given = demo_node_params("mono-radar", (160, 120), 10.0)
+    params = with_flight_ceiling(given, float(world.start[2]))
+    assert params["primitive_planner_node"]["max_altitude"] == pytest.approx(world.start[2] + CEILING_ABOVE_START_M)
+    assert params["sim_node"] == given["sim_node"] and "primitive_planner_node" not in given  # a copy
+    own = with_flight_ceiling({"primitive_planner_node": {"max_altitude": 9.0}}, float(world.start[2]))
+    assert own["primitive_planner_node"]["max_altitude"] == 9.0  # the caller's ceiling wins

@@ -61,6 +61,7 @@ class GraphFlight:
     e2e_latencies_ms: list[float]            # camera frame published -> trajectory planned on it published
     launch_args: dict[str, str] = field(default_factory=dict)
     monitor: object = None                   # the (destroyed) GraphMonitor: its topic logs and statuses
+    world: object = None                     # the simulated World the launch arguments describe
 
     @property
     def reached_goal(self) -> bool:
@@ -69,6 +70,27 @@ class GraphFlight:
     @property
     def collided(self) -> bool:
         return bool(self.sim_status and self.sim_status.get("collided"))
+
+
+def launch_world(args: dict[str, str]):
+    """The simulated world that parsed launch arguments describe (sim_node builds the same)."""
+    from depth_nodes.graph import parse_extent
+    from depth_nodes.sim.world import NAMED_DENSITY, WorldSpec, build_world
+
+    extent = parse_extent(args["extent"])
+    return build_world(WorldSpec(args["world"], int(args["seed"]), NAMED_DENSITY[args["world"]][args["density"]],
+                                 None if extent == [0.0, 0.0] else tuple(extent)))
+
+
+def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float) -> dict[str, dict]:
+    """``node_params`` with the planner's ceiling ``CEILING_ABOVE_START_M`` above the start, as
+    `eval flight` flies, unless they set ``max_altitude`` themselves."""
+    from depth_nodes.eval.flight import CEILING_ABOVE_START_M
+
+    params = {k: dict(v) for k, v in (node_params or {}).items()}
+    planner = params.setdefault("primitive_planner_node", {})
+    planner.setdefault("max_altitude", float(start_z) + CEILING_ABOVE_START_M)
+    return params
 
 
 def recorder_parameters(output: Path, topics: list[str]) -> dict:
@@ -112,6 +134,7 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
+    from depth_nodes.graph import parse_launch_args
     from depth_nodes.launcher import ProcessGroup, build_children, write_config
     from depth_nodes.ros.bag_recorder import BagRecorder
     from depth_nodes.ros.graph_monitor import GraphMonitor
@@ -120,10 +143,13 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = write_config(out_dir / "params.yaml", node_params or {})
-    children, args = build_children({**launch_args, "config": str(config)})
+    args = parse_launch_args(launch_args)
     if args["use_sim"] != "true":
         raise ValueError("fly_graph needs the simulator (use_sim:=true)")
+    world = launch_world(args)
+    # the flight benchmark's ceiling: above it forest crowns end flights on estimated depth
+    config = write_config(out_dir / "params.yaml", with_flight_ceiling(node_params, float(world.start[2])))
+    children, args = build_children({**launch_args, "config": str(config)})
     bag = out_dir / "bag" if record else None
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -194,7 +220,7 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
         startup_s=(t_sim or t_done) - t0, flight_wall_s=t_done - t_sim if t_sim else 0.0, bag=bag,
         exit_codes=codes, diagnostics=dict(monitor.diagnostics),
         wall_rates_hz={k: v.wall_rate_hz() for k, v in monitor.logs.items()},
-        e2e_latencies_ms=monitor.e2e_latencies_ms(), launch_args=args, monitor=monitor)
+        e2e_latencies_ms=monitor.e2e_latencies_ms(), launch_args=args, monitor=monitor, world=world)
 
 
 #: `depth-nodes demo --depth` -> launch arguments (and mono_depth_node mode) of the graph.
@@ -265,18 +291,12 @@ def run_graph_demo(depth: str, world_args: dict[str, str], out_dir: Path, image_
     """Fly the graph (``world_args``: world, density, seed, extent launch arguments), decode the bag and
     write the report to ``out_dir``; returns the summary (see :func:`flight_summary`)."""
     from depth_nodes.eval.demo_report import read_flight_bag, write_demo_report
-    from depth_nodes.sim.world import NAMED_DENSITY, WorldSpec, build_world
-
-    from depth_nodes.graph import parse_extent
 
     wall0 = time.monotonic()
     launch = {**DEPTH_CHOICES[depth], **world_args}
     flight = fly_graph(launch, out_dir, demo_node_params(depth, image_size, lockstep_timeout_s),
                        timeout_s=timeout_s, progress=progress)
-    args = flight.launch_args
-    extent = parse_extent(args["extent"])
-    world = build_world(WorldSpec(args["world"], int(args["seed"]), NAMED_DENSITY[args["world"]][args["density"]],
-                                  None if extent == [0.0, 0.0] else tuple(extent)))
+    args, world = flight.launch_args, flight.world
     rec = None
     try:
         rec = read_flight_bag(flight.bag, "ground_truth/depth" if depth == "gt" else "depth/image")
