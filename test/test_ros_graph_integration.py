@@ -18,7 +18,8 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from depth_nodes.launcher import ProcessGroup, build_children, write_config  # noqa: E402
-from depth_nodes.ros.demo_graph import fly_graph  # noqa: E402
+from depth_nodes.graph import parse_launch_args  # noqa: E402
+from depth_nodes.ros.demo_graph import fly_graph, launch_world  # noqa: E402
 from depth_nodes.ros.graph_monitor import GraphMonitor  # noqa: E402
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
@@ -100,11 +101,15 @@ def _check_flight(m: GraphMonitor, depth_topic: str) -> None:
 
 def test_graph_flies_to_goal_on_mono_radar_depth(tmp_path):
     # Which radar scan and depth frame each plan sees depends on the load, so the same flight can
-    # end differently; on a busy CPU it has twice hit a tree 3 m up, where crowns are the mono network's
-    # known weak spot (its collisions in `eval flight` happen 1.9-3.0 m up). This test checks the graph,
-    # so a collision gets one more flight; anything else, or a second collision, fails.
+    # end differently. Under the benchmark's ceiling (2 m above the start) this test failed 2 of 8
+    # runs alone and one fresh-clone run; the two checked had both flights hit the crown 3 m up at
+    # x = 12 m, where crowns are the mono network's known weak spot (its collisions in `eval flight`
+    # happen 1.9-3.0 m up). This test checks the graph, so it flies under that crown, 1 m above the
+    # start; a collision still gets one more flight, and anything else, or a second collision, fails.
+    start_z = float(launch_world(parse_launch_args(SMALL_WORLD)).start[2])
+    params = {**FLIGHT_PARAMS, "primitive_planner_node": {"max_altitude": start_z + 1.0}}
     for attempt in range(2):
-        flight = fly_graph({**SMALL_WORLD, "mode": "mono"}, tmp_path / f"flight{attempt}", FLIGHT_PARAMS,
+        flight = fly_graph({**SMALL_WORLD, "mode": "mono"}, tmp_path / f"flight{attempt}", params,
                            timeout_s=FLIGHT_TIMEOUT_S, record=False, progress=False)
         if not flight.collided:
             break
