@@ -101,9 +101,9 @@ def _check_flight(m: GraphMonitor, depth_topic: str) -> None:
 
 def test_graph_flies_to_goal_on_mono_radar_depth(tmp_path):
     # Which radar scan and depth frame each plan sees depends on the load, so the same flight can
-    # end differently. Under the benchmark's ceiling (2 m above the start) this test failed 2 of 8
-    # runs alone and one fresh-clone run; the two checked had both flights hit the crown 3 m up at
-    # x = 12 m, where crowns are the mono network's known weak spot (its collisions in `eval flight`
+    # end differently. A fresh-clone run without a ceiling, and 2 of 8 runs alone under the
+    # benchmark's (2 m above the start), failed; the two checked had both flights hit the crown 3 m up
+    # at x = 12 m, where crowns are the mono network's known weak spot (its collisions in `eval flight`
     # happen 1.9-3.0 m up). This test checks the graph, so it flies under that crown, 1 m above the
     # start; a collision still gets one more flight, and anything else, or a second collision, fails.
     start_z = float(launch_world(parse_launch_args(SMALL_WORLD)).start[2])

@@ -75,11 +75,11 @@ class GraphFlight:
 def launch_world(args: dict[str, str]):
     """The simulated world that parsed launch arguments describe (sim_node builds the same)."""
     from depth_nodes.graph import parse_extent
-    from depth_nodes.sim.world import NAMED_DENSITY, WorldSpec, build_world
+    from depth_nodes.sim.world import WorldSpec, build_world
 
-    extent = parse_extent(args["extent"])
-    return build_world(WorldSpec(args["world"], int(args["seed"]), NAMED_DENSITY[args["world"]][args["density"]],
-                                 None if extent == [0.0, 0.0] else tuple(extent)))
+    extent = parse_extent(args["extent"])  # [0, 0]: the kind's default
+    spec = WorldSpec(args["world"], int(args["seed"]), args["density"], tuple(extent) if any(extent) else None)
+    return build_world(spec)
 
 
 def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float) -> dict[str, dict]:
