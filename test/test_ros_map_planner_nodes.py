@@ -131,7 +131,12 @@ def test_trajectory_stamped_and_stops_before_wall(rig):
                       tick=vehicle.tick)
     for msg in vehicle.trajs[-5:]:
         assert msg.header.frame_id == "map" and msg.header.stamp.sec > 0
-        assert len(msg.points) >= 2
+        # a brake on odometry older than the brake itself (a loaded machine) is restamped past its
+        # end: one sample, the vehicle held at rest; any other trajectory has several
+        assert msg.points
+        if len(msg.points) == 1:
+            v = msg.points[0].velocities[0].linear
+            assert (v.x, v.y, v.z) == (0.0, 0.0, 0.0), msg.points[0]
         traj = trajectory_msg_to_trajectory(msg)
         assert abs(traj.stamp - vehicle.now()) < 5.0
         assert np.all(traj.pos[:, 0] < WALL_X - ROBOT_RADIUS)  # never into (or through) the wall
