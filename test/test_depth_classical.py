@@ -37,6 +37,24 @@ def test_sgbm_recovers_known_shift(rng):
     assert abs(np.nanmedian(out.depth[10:-10, 40:-10]) - expected) / expected < 0.03
 
 
+def test_sgbm_matches_the_left_band(rng):
+    """OpenCV alone leaves the first num_disparities columns unmatched; the estimator pads the
+    pair so that every pixel whose match lies inside the right image (x >= disparity) gets one."""
+    from depth_nodes.depth.sgbm import default_num_disparities
+
+    h, w, shift = 120, 200, 9
+    wide = _texture(rng, h, w + shift)
+    left, right = wide[:, :w], wide[:, shift:]  # left(x) = right(x - shift)
+    nd = default_num_disparities(w)
+    gl, gr = (cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) for a in (left, right))
+    unpadded = make_estimator("sgbm").matcher(w, h).compute(gl, gr)
+    assert np.all(unpadded[:, :nd] < 0)  # what the padding is for
+    disp, _ = make_estimator("sgbm").disparity(left, right)
+    band = disp[10:-10, shift + 3: nd]
+    assert np.isfinite(band).mean() > 0.95
+    assert abs(np.nanmedian(band) - shift) < 0.25
+
+
 def _subpixel_pair(rng, h=96, w=160, over=8, span=33):
     """A pair whose disparity steps through every 1/8 px from 5 px down the rows (``span``
     steps; the default 33 ends at 9 px): both views box-filter one texture ``over`` times finer
