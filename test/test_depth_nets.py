@@ -252,11 +252,13 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     cam = PinholeCamera.from_fov(128, 96, 80.0)
     rng = np.random.default_rng(3)
     left = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    left[:, 40:70] = 128  # a textureless band SGBM cannot match
-    inp = DepthInput(left, cam, None, np.roll(left, -6, axis=1), cam.with_baseline(0.1))
-    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32)
+    right = np.roll(left, -6, axis=1)
+    right[:, 40:80] = rng.integers(0, 256, (96, 40, 3), dtype=np.uint8)  # a band without a true match
+    inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
+    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
+                            agreement="first")
     net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32)
-    sgbm = make_estimator("sgbm", num_disparities=32, require_agreement=False)  # the hybrid's default
+    sgbm = make_estimator("sgbm", num_disparities=32, require_agreement=False)  # the first pass's pixels
     assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
     assert hybrid.sgbm_for(128).num_disparities == 32   # the network's range at this width
     assert hybrid.sgbm_for(30).num_disparities == 16    # kept narrower than the image
@@ -264,7 +266,7 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     sgbm_disp, sgbm_conf = sgbm.disparity(left, inp.right_rgb)
     net_disp, net_conf = net.disparity(inp)
     matched = np.isfinite(sgbm_disp)
-    assert 0.2 < matched.mean() < 0.95
+    assert matched.mean() > 0.2 and (~matched).sum() > 100  # both sources are used
     np.testing.assert_array_equal(disp[matched], sgbm_disp[matched])
     np.testing.assert_allclose(disp[~matched], net_disp[~matched], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(conf[matched], sgbm_conf[matched])
@@ -279,6 +281,46 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
         make_estimator("stereo-hybrid", weights="random-init", num_disparities=20)
     with pytest.raises(ValueError, match="radar_dilate"):
         make_estimator("stereo-hybrid", weights="random-init", radar_dilate=1)
+    with pytest.raises(ValueError, match="agreement"):
+        make_estimator("stereo-hybrid", weights="random-init", agreement="any")
+
+
+def test_hybrid_arbitration_where_sgbm_passes_disagree():
+    """Per pixel: passes that agree give their mean; where they conflict ``nearest`` takes the
+    pass nearest the network, ``all`` the network (NaN here) and ``first`` the first pass."""
+    from depth_nodes.depth.runtime import fuse_hybrid
+
+    nan = np.nan
+    # pixels: agree, conflict (pass 2 nearer the net), conflict (pass 1 nearer), only pass 2, none
+    first = np.array([[10.0, 10.0, 10.0, nan, nan]], np.float32)
+    second = np.array([[10.4, 14.0, 14.0, 7.0, nan]], np.float32)
+    net = np.array([[12.0, 13.5, 10.5, 3.0, 5.0]], np.float32)
+    disps = [np.nan_to_num(first, nan=-1.0), np.nan_to_num(second, nan=-1.0)]
+    valids = [np.isfinite(first), np.isfinite(second)]
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest"), [[10.2, 14.0, 10.0, 7.0, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "all"), [[10.2, nan, nan, nan, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "first"), [[10.2, 10.0, 10.0, nan, nan]], rtol=1e-6)
+
+
+def test_hybrid_default_arbitrates_with_the_network():
+    """The default hybrid is SGBM's passes fused with ``nearest``; where it keeps no SGBM pass the
+    network's disparity, and it keeps more SGBM pixels than ``all``."""
+    from depth_nodes.depth.runtime import fuse_hybrid
+
+    cam = PinholeCamera.from_fov(128, 96, 80.0)
+    rng = np.random.default_rng(5)
+    left = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    right = np.roll(left, -6, axis=1)
+    right[30:60, 60:100] = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # no true match there
+    inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
+    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32)
+    assert hybrid.agreement == "nearest"
+    disp, _ = hybrid.disparity(inp)
+    net_disp, _ = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32).disparity(inp)
+    disps, valids = hybrid.sgbm_for(128).pass_disparities(left, right)
+    kept = fuse_hybrid(disps, valids, net_disp, "nearest")
+    np.testing.assert_allclose(disp, np.where(np.isfinite(kept), kept, net_disp), rtol=1e-5, atol=1e-5)
+    assert np.isfinite(kept).sum() > np.isfinite(fuse_hybrid(disps, valids, net_disp, "all")).sum()
 
 
 def test_input_validation():

@@ -150,6 +150,9 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert one["disparity_epe_px"] != first["disparity_epe_px"]
     assert agreed["density"] < first["density"]
     assert main([*args, "--mode", "stereo", "--sgbm-passes", "1"]) == 2
+    assert main([*args, "--mode", "stereo", "--sgbm-agreement", "all"]) == 2
+    assert main([*args, "--mode", "sgbm", "--sgbm-agreement", "nearest"]) == 2  # needs the network
+    assert "stereo-hybrid only" in caplog.text
 
 
 def test_eval_depth_missing_weights_is_clear(dataset, capsys):

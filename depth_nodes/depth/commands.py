@@ -113,7 +113,14 @@ def cmd_eval_depth(args) -> int:
     if args.sgbm_passes is not None:
         options["passes"] = args.sgbm_passes
     if args.sgbm_agreement is not None:
-        options["require_agreement"] = args.sgbm_agreement == "all"
+        if args.mode == "sgbm":
+            if args.sgbm_agreement == "nearest":
+                raise ValueError("--sgbm-agreement nearest needs the network: it applies to stereo-hybrid only")
+            options["require_agreement"] = args.sgbm_agreement == "all"
+        elif args.mode == "stereo-hybrid":
+            options["agreement"] = args.sgbm_agreement
+        else:
+            raise ValueError(f"--sgbm-agreement applies to sgbm and stereo-hybrid, not {args.mode!r}")
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
@@ -217,9 +224,11 @@ def register(groups) -> None:
     p.add_argument("--sgbm-passes", type=int, default=None,
                    help="sgbm, stereo-hybrid: SGBM passes averaged against pixel locking and path lag "
                         "(default 2; 1: OpenCV's single pass)")
-    p.add_argument("--sgbm-agreement", choices=("all", "first"), default=None,
-                   help="sgbm, stereo-hybrid with several passes: a pixel is valid where all passes agree within "
-                        "1 px (all; sgbm's default) or where the first pass matched (first; stereo-hybrid's)")
+    p.add_argument("--sgbm-agreement", choices=("all", "first", "nearest"), default=None,
+                   help="sgbm, stereo-hybrid with several passes, where the passes disagree by 1 px or more: "
+                        "all: the pixel is not SGBM's (sgbm's default; the hybrid takes the network's); first: "
+                        "the first pass's; nearest (stereo-hybrid only, its default): the pass nearest the "
+                        "network's disparity")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -31,9 +31,12 @@ ESTIMATOR_OPTIONS = {
     "mono-radar": {"net_size", "radar_dilate"},
     "stereo": {"net_size", "max_disparity"},
     "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio", "passes",
-                      "require_agreement"},
+                      "agreement"},
     "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement"},
 }
+#: Whose disparity the stereo hybrid takes where SGBM's passes disagree (see
+#: runtime.HybridStereoEstimator): the pass nearest the network's, the network's, the first pass's.
+HYBRID_AGREEMENT = ("nearest", "all", "first")
 #: Most radar points accepted in one frame (guards allocations from bad messages).
 MAX_RADAR_POINTS = 100_000
 

@@ -50,6 +50,27 @@ PASS_AGREEMENT_PX = 1.0
 P1_SCALE, P2_SCALE = 4, 32
 
 
+def fuse_passes(disps: list, valids: list) -> tuple[np.ndarray, np.ndarray]:
+    """(disparity, agreement) of several passes: where the first pass is valid, the mean of it and
+    the later passes within ``PASS_AGREEMENT_PX`` of it (elsewhere the first pass's value);
+    agreement marks the pixels where every pass is valid and within that of the first."""
+    first, valid = disps[0], valids[0]
+    total, count = np.where(valid, first, 0.0), valid.astype(np.float32)
+    for d_k, valid_k in zip(disps[1:], valids[1:]):
+        agree = valid & valid_k & (np.abs(d_k - first) < PASS_AGREEMENT_PX)
+        total += np.where(agree, d_k, 0.0)
+        count += agree
+    disp = np.where(valid, total / np.maximum(count, 1.0), first).astype(np.float32)
+    return disp, valid & (count == len(disps))
+
+
+def disparity_confidence(disp: np.ndarray) -> np.ndarray:
+    """Confidence of each disparity: ``1 - SUBPIXEL_SIGMA_PX / disparity`` clipped to [0, 1], 0
+    where it is NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(disp), np.clip(1.0 - SUBPIXEL_SIGMA_PX / disp, 0.0, 1.0), 0.0).astype(np.float32)
+
+
 def default_num_disparities(width: int) -> int:
     """Search range for an image ``width``: width/8 rounded up to a multiple of 16 (>= 16)."""
     return int(max(16, 16 * int(np.ceil(width / 8 / 16))))
@@ -103,6 +124,15 @@ class SgbmEstimator(DepthEstimator):
 
     def disparity(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(disparity px float32 with NaN invalid, confidence) for rectified uint8 RGB images."""
+        disps, valids = self.pass_disparities(left, right)
+        disp, agree = fuse_passes(disps, valids)
+        valid = agree if self.require_agreement and self.passes > 1 else valids[0]
+        disp[~valid] = np.nan
+        return disp, disparity_confidence(disp)
+
+    def pass_disparities(self, left: np.ndarray, right: np.ndarray) -> tuple[list, list]:
+        """Each pass's (disparity px float32, valid mask) for rectified uint8 RGB images, the
+        first pass (upright, unshifted) first."""
         if left.shape != right.shape or left.ndim != 3:
             raise ValueError(f"left {left.shape} and right {right.shape} must be equal (H, W, 3) images")
         h, w = left.shape[:2]
@@ -110,22 +140,12 @@ class SgbmEstimator(DepthEstimator):
         gr = cv2.cvtColor(right, cv2.COLOR_RGB2GRAY)
         matcher = self.matcher(w, h)
         raw = self._match(matcher, gl, gr)
-        disp = raw.astype(np.float32) / 16.0
-        valid = raw >= 0  # OpenCV writes (minDisparity - 1) * 16 for rejected pixels
-        if self.passes > 1:
-            total, count = np.where(valid, disp, 0.0), valid.astype(np.float32)
-            for k in range(1, self.passes):
-                d_k, valid_k = self._shifted_pass(matcher, gl, gr, k / self.passes, flip=k % 2 == 1)
-                agree = valid & valid_k & (np.abs(d_k - disp) < PASS_AGREEMENT_PX)
-                total += np.where(agree, d_k, 0.0)
-                count += agree
-            disp = (total / np.maximum(count, 1.0)).astype(np.float32)
-            if self.require_agreement:
-                valid &= count == self.passes
-        disp[~valid] = np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            conf = np.where(valid, np.clip(1.0 - SUBPIXEL_SIGMA_PX / disp, 0.0, 1.0), 0.0)
-        return disp, conf.astype(np.float32)
+        disps, valids = [raw.astype(np.float32) / 16.0], [raw >= 0]  # OpenCV writes -16 where it rejects
+        for k in range(1, self.passes):
+            d_k, valid_k = self._shifted_pass(matcher, gl, gr, k / self.passes, flip=k % 2 == 1)
+            disps.append(d_k)
+            valids.append(valid_k)
+        return disps, valids
 
     @staticmethod
     def _match(matcher, gl: np.ndarray, gr: np.ndarray) -> np.ndarray:
