@@ -55,6 +55,13 @@ def test_sgbm_matches_the_left_band(rng):
     assert abs(np.nanmedian(band) - shift) < 0.25
 
 
+def test_sgbm_confidence_falls_with_disparity_and_is_zero_without_one():
+    from depth_nodes.depth.sgbm import disparity_confidence
+
+    conf = disparity_confidence(np.array([np.nan, -0.25, 0.0, 0.5, 1.0, 10.0], np.float32))
+    np.testing.assert_allclose(conf, [0.0, 0.0, 0.0, 0.0, 0.5, 0.95], atol=1e-6)
+
+
 def _subpixel_pair(rng, h=96, w=160, over=8, span=33):
     """A pair whose disparity steps through every 1/8 px from 5 px down the rows (``span``
     steps; the default 33 ends at 9 px): both views box-filter one texture ``over`` times finer

@@ -66,9 +66,9 @@ def fuse_passes(disps: list, valids: list) -> tuple[np.ndarray, np.ndarray]:
 
 def disparity_confidence(disp: np.ndarray) -> np.ndarray:
     """Confidence of each disparity: ``1 - SUBPIXEL_SIGMA_PX / disparity`` clipped to [0, 1], 0
-    where it is NaN."""
+    where it is NaN or not positive (a shifted pass can bring a zero disparity below 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(disp), np.clip(1.0 - SUBPIXEL_SIGMA_PX / disp, 0.0, 1.0), 0.0).astype(np.float32)
+        return np.where(disp > 0, np.clip(1.0 - SUBPIXEL_SIGMA_PX / disp, 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def default_num_disparities(width: int) -> int:
