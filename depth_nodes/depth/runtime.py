@@ -366,8 +366,8 @@ class HybridStereoEstimator(StereoEstimator):
 
     def sgbm_for(self, width: int):
         """The SGBM matcher for images ``width`` px wide; by default it searches the network's
-        range at that width, rounded up to a multiple of 16 and kept below the width (OpenCV
-        needs a search range narrower than the image)."""
+        range at that width, rounded up to a multiple of 16 and kept below the width (no match
+        lies further away than the image is wide)."""
         nd = self.num_disparities
         if not nd:
             scale = width / float(self.net_size[0] if self.net_size else width)
