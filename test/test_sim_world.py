@@ -156,3 +156,13 @@ def test_vehicle_limits_and_collision():
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
     with pytest.raises(ValueError, match="dt"):
         v.step(0.0)
+
+
+def test_world_spec_from_parameters_reads_a_zero_extent_as_the_default():
+    from depth_nodes.sim.world import NAMED_DENSITY, WorldSpec
+
+    default = WorldSpec.from_params("forest", 3, "dense", [0.0, 0.0])
+    assert default == WorldSpec("forest", 3, NAMED_DENSITY["forest"]["dense"])
+    assert WorldSpec.from_params("urban", 3, 2.5, [20, 12]).extent == (20.0, 12.0)
+    with pytest.raises(ValueError, match="length, width"):
+        WorldSpec.from_params("forest", 3, "medium", [20.0])

@@ -77,9 +77,7 @@ def launch_world(args: dict[str, str]):
     from depth_nodes.graph import parse_extent
     from depth_nodes.sim.world import WorldSpec, build_world
 
-    extent = parse_extent(args["extent"])  # [0, 0]: the kind's default
-    spec = WorldSpec(args["world"], int(args["seed"]), args["density"], tuple(extent) if any(extent) else None)
-    return build_world(spec)
+    return build_world(WorldSpec.from_params(args["world"], args["seed"], args["density"], parse_extent(args["extent"])))
 
 
 def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float) -> dict[str, dict]:

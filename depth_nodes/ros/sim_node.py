@@ -56,7 +56,7 @@ from depth_nodes.sim.radar import FIELDS as RADAR_FIELDS
 from depth_nodes.sim.rig import SensorRig
 from depth_nodes.sim.stepper import SimSample, SimStepper
 from depth_nodes.sim.vehicle import Vehicle
-from depth_nodes.sim.world import KINDS, NAMED_DENSITY, WorldSpec, build_world
+from depth_nodes.sim.world import KINDS, WorldSpec, build_world
 
 NODE_NAME = "sim_node"
 
@@ -110,12 +110,7 @@ class SimNode(BaseNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, PARAMS, **kwargs)
         p = self.param
-        extent = [float(e) for e in p("extent_m")]
-        if len(extent) != 2:
-            raise ValueError(f"parameter extent_m must be [length, width], got {extent}")
-        density = NAMED_DENSITY[p("world")][p("density")]
-        spec = WorldSpec(p("world"), p("seed"), density, None if extent == [0.0, 0.0] else tuple(extent))
-        self.world = build_world(spec)
+        self.world = build_world(WorldSpec.from_params(p("world"), p("seed"), p("density"), p("extent_m")))
         self.goal = self.world.goal if p("goal_from_world") else _xyz_param(p("goal_xyz"), "goal_xyz")
         self.rig = SensorRig.with_size(p("image_width"), p("image_height"), p("hfov_deg"),
                                        camera_rate_hz=p("camera_rate_hz"), radar_rate_hz=p("radar_rate_hz"),

@@ -90,6 +90,15 @@ class WorldSpec:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    @classmethod
+    def from_params(cls, kind: str, seed: int, density: float | str, extent) -> "WorldSpec":
+        """From node or launch parameters, which have no None: ``extent`` [0, 0] stands for the
+        kind's default size."""
+        ext = [float(e) for e in extent]
+        if len(ext) != 2:
+            raise ValueError(f"world extent must be [length, width], got {extent!r}")
+        return cls(kind, int(seed), density, None if ext == [0.0, 0.0] else tuple(ext))
+
 
 @dataclass(frozen=True)
 class RayHits:
