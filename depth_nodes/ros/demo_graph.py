@@ -77,7 +77,8 @@ def launch_world(args: dict[str, str]):
     from depth_nodes.graph import parse_extent
     from depth_nodes.sim.world import WorldSpec, build_world
 
-    return build_world(WorldSpec.from_params(args["world"], args["seed"], args["density"], parse_extent(args["extent"])))
+    extent = parse_extent(args["extent"])
+    return build_world(WorldSpec.from_params(args["world"], args["seed"], args["density"], extent))
 
 
 def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float) -> dict[str, dict]:
