@@ -401,7 +401,7 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
     of the passes where they all agree, elsewhere as ``agreement`` says (see
     :class:`HybridStereoEstimator`)."""
     mean, agree = fuse_passes(disps, valids)
-    if agreement == "first" or len(disps) == 1:
+    if agreement == "first":
         return np.where(valids[0], mean, np.nan).astype(np.float32)
     out = np.where(agree, mean, np.nan).astype(np.float32)
     if agreement == "nearest":

@@ -126,7 +126,7 @@ class SgbmEstimator(DepthEstimator):
         """(disparity px float32 with NaN invalid, confidence) for rectified uint8 RGB images."""
         disps, valids = self.pass_disparities(left, right)
         disp, agree = fuse_passes(disps, valids)
-        valid = agree if self.require_agreement and self.passes > 1 else valids[0]
+        valid = agree if self.require_agreement else valids[0]
         disp[~valid] = np.nan
         return disp, disparity_confidence(disp)
 
