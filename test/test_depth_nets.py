@@ -255,9 +255,10 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     right = np.roll(left, -6, axis=1)
     right[:, 40:80] = rng.integers(0, 256, (96, 40, 3), dtype=np.uint8)  # a band without a true match
     inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
+    # the split between SGBM and the network (the near pass has its own tests)
     hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
-                            agreement="first")
-    net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32)
+                            agreement="first", near_pass=False)
+    net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32, near_pass=False)
     sgbm = make_estimator("sgbm", num_disparities=32, require_agreement=False)  # the first pass's pixels
     assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
     assert hybrid.sgbm_for(128).num_disparities == 32   # the network's range at this width
@@ -313,10 +314,13 @@ def test_hybrid_default_arbitrates_with_the_network():
     right = np.roll(left, -6, axis=1)
     right[30:60, 60:100] = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # no true match there
     inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
-    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32)
+    assert make_estimator("stereo-hybrid", weights="random-init").near_pass  # on by default, tested apart
+    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
+                            near_pass=False)
     assert hybrid.agreement == "nearest"
     disp, _ = hybrid.disparity(inp)
-    net_disp, _ = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32).disparity(inp)
+    net_disp, _ = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32,
+                                 near_pass=False).disparity(inp)
     disps, valids = hybrid.sgbm_for(128).pass_disparities(left, right)
     kept = fuse_hybrid(disps, valids, net_disp, "nearest")
     np.testing.assert_allclose(disp, np.where(np.isfinite(kept), kept, net_disp), rtol=1e-5, atol=1e-5)
@@ -407,3 +411,90 @@ def test_mono_not_focal_normalized_warns_once_about_another_field_of_view(caplog
     assert caplog.text.count("field of view 69 deg") == 1
     # an old card without the focal: resized as before, no check possible
     assert _mono_estimator({"input_size": [160, 120]}).net_camera(narrow).size == (160, 120)
+
+
+def _textured_plane_pair(disparity: int, w: int = 320, h: int = 240):
+    """A rectified pair of a fronto-parallel plane with a smooth random texture at ``disparity`` px."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    tex = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + disparity, 3)).astype(np.float32), (0, 0), 3.0)
+    tex = np.clip((tex - tex.mean()) * 3 + 128, 0, 255).astype(np.uint8)
+    cam = PinholeCamera.from_fov(w, h, 90.0)
+    return DepthInput(tex[:, :w].copy(), cam, None, tex[:, disparity:].copy(), cam.with_baseline(0.1))
+
+
+@pytest.mark.parametrize("mode", ["stereo", "stereo-hybrid"])
+def test_near_pass_sees_a_surface_beyond_the_search_range(mode):
+    """A plane at 80 px disparity lies beyond the packaged network's 64 px range: the full-resolution
+    pass reads it far; the half-resolution near pass measures it (the hybrid too, whose SGBM
+    searches the same 64 px)."""
+    inp = _textured_plane_pair(80)
+    centre = (slice(40, 200), slice(100, 300))
+    with_near, _ = make_estimator(mode, runtime="torch").disparity(inp)
+    without, _ = make_estimator(mode, runtime="torch", near_pass=False).disparity(inp)
+    assert np.mean(np.abs(with_near[centre] - 80) < 2) > 0.95
+    assert np.nanmedian(without[centre]) < 40  # what the near pass fixes: a near plane read as far
+    plane = _textured_plane_pair(40)  # within the range both agree
+    np.testing.assert_allclose(make_estimator(mode, runtime="torch").disparity(plane)[0],
+                               make_estimator(mode, runtime="torch", near_pass=False).disparity(plane)[0])
+
+
+class _BandNet(torch.nn.Module):
+    """Stand-in stereo network: disparity (px at its input) = red / 10 at full input width, green / 10
+    at any smaller width; confidence 0.25 at full width, 0.75 below."""
+
+    max_disparity = 32
+
+    def __init__(self, full_width: int):
+        super().__init__()
+        self.full_width = full_width
+
+    def forward(self, left, right):
+        full = left.shape[-1] == self.full_width
+        disp = left[:, :1] / 10.0 if full else left[:, 1:2] / 10.0
+        return disp, torch.full_like(disp, 0.25 if full else 0.75)
+
+
+def test_near_pass_rule_threshold_and_margin():
+    """The near pass's disparity replaces the network's where it exceeds 3/4 of the full-resolution
+    range (24 px of 32) and the full-resolution disparity by more than 2 px; nowhere else."""
+    from depth_nodes.depth.runtime import StereoEstimator
+
+    w, h = 80, 48  # half the width (40 px) must exceed the 32 px range for the near pass to run
+    left = np.zeros((h, w, 3), np.uint8)
+    #            band:  far-half below the range | near | near but within the margin of full
+    for x0, red, green in ((0, 100, 100), (16, 100, 150), (32, 250, 130)):
+        left[:, x0:x0 + 16] = (red, green, 0)
+    cam = PinholeCamera.from_fov(w, h, 80.0)
+    inp = DepthInput(left, cam, None, left.copy(), cam.with_baseline(0.1))
+    est = StereoEstimator(_BandNet(w), runtime="torch", net_size=(w, h))
+    disp, conf, near = est.network_disparity(inp)
+    inner = slice(4, 12)  # away from the bilinear band edges
+    bands = [np.s_[:, x0:x0 + 16][1] for x0 in (0, 16, 32)]
+    got = [float(np.median(disp[:, b][:, inner])) for b in bands]
+    np.testing.assert_allclose(got, [10.0, 30.0, 25.0], atol=1e-3)  # half-res 20 < 24; 30; 26 - 25 <= 2
+    assert near[:, bands[1]][:, inner].all() and not near[:, bands[0]].any() and not near[:, bands[2]][:, inner].any()
+    np.testing.assert_allclose(conf[:, bands[1]][:, inner], 0.75)
+    off = StereoEstimator(_BandNet(w), runtime="torch", net_size=(w, h), near_pass=False)
+    disp_off, _, near_off = off.network_disparity(inp)
+    assert not near_off.any() and float(np.median(disp_off[:, bands[1]][:, inner])) == pytest.approx(10.0)
+    narrow = DepthInput(left[:, :64].copy(), cam.cropped(0, 0, 64, h), None, left[:, :64].copy(),
+                        cam.cropped(0, 0, 64, h).with_baseline(0.1))
+    assert not StereoEstimator(_BandNet(64), runtime="torch", net_size=(64, h)).network_disparity(narrow)[2].any()
+
+
+def test_hybrid_gives_way_to_the_near_pass_only_where_sgbm_passes_disagree():
+    from depth_nodes.depth.runtime import fuse_hybrid
+
+    # pixels: passes agree (kept though the near pass differs), conflict far from the near disparity
+    # (network), conflict with a pass within 2 px of it (that pass), conflict without near (nearest)
+    first = np.array([[10.0, 10.0, 30.0, 10.0]], np.float32)
+    second = np.array([[10.4, 14.0, 20.0, 14.0]], np.float32)
+    net = np.array([[40.0, 40.0, 31.0, 13.0]], np.float32)
+    near = np.array([[True, True, True, False]])
+    valids = [np.ones_like(near), np.ones_like(near)]
+    out = fuse_hybrid([first, second], valids, net, "nearest", near)
+    np.testing.assert_allclose(out, [[10.2, np.nan, 30.0, 14.0]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid([first, second], valids, net, "first", near),
+                               [[10.2, np.nan, 30.0, 10.0]], rtol=1e-6)

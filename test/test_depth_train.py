@@ -153,6 +153,11 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert main([*args, "--mode", "stereo", "--sgbm-agreement", "all"]) == 2
     assert main([*args, "--mode", "sgbm", "--sgbm-agreement", "nearest"]) == 2  # needs the network
     assert "stereo-hybrid only" in caplog.text
+    assert main([*args, "--mode", "sgbm", "--no-near-pass"]) == 2  # SGBM has no near pass
+    assert "--no-near-pass applies to stereo and stereo-hybrid" in caplog.text
+    capsys.readouterr()
+    assert main([*args, "--mode", "stereo", "--max-frames", "2", "--no-near-pass"]) == 0
+    assert json.loads(capsys.readouterr().out)["near_pass"] is False
 
 
 def test_eval_depth_missing_weights_is_clear(dataset, capsys):
@@ -167,6 +172,9 @@ def test_bench_models_small():
                 "sgbm_64x48_ms", "mono_radar_gmac_64x48", "stereo_params"):
         assert res[key] > 0, key
     assert res["weights"] == "random-init"
+    assert "stereo_near_pass_gmac_64x48" not in res  # 32 px of width cannot hold the 64 px search
+    res = bench_models(runtimes=("torch",), sizes=((192, 96),), repeat=1)
+    assert res["stereo_near_pass_gmac_192x96"] == pytest.approx(res["stereo_gmac_192x96"] / 4, rel=0.1)
 
 
 def test_export_onnx_cli(tmp_path):

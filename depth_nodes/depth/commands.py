@@ -121,12 +121,17 @@ def cmd_eval_depth(args) -> int:
             options["agreement"] = args.sgbm_agreement
         else:
             raise ValueError(f"--sgbm-agreement applies to sgbm and stereo-hybrid, not {args.mode!r}")
+    if args.no_near_pass:
+        if args.mode not in ("stereo", "stereo-hybrid"):
+            raise ValueError(f"--no-near-pass applies to stereo and stereo-hybrid, not {args.mode!r}")
+        options["near_pass"] = False
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
     _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
                    "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes,
-                   "sgbm_agreement": args.sgbm_agreement, **res,
+                   "sgbm_agreement": args.sgbm_agreement,
+                   "near_pass": getattr(est, "near_pass", None), **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -229,6 +234,9 @@ def register(groups) -> None:
                         "all: the pixel is not SGBM's (sgbm's default; the hybrid takes the network's); first: "
                         "the first pass's; nearest (stereo-hybrid only, its default): the pass nearest the "
                         "network's disparity")
+    p.add_argument("--no-near-pass", action="store_true",
+                   help="stereo, stereo-hybrid: skip the network's half-resolution near pass, which finds "
+                        "surfaces nearer than its full-resolution search range reaches")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -126,7 +126,8 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     """Latency (ms, end-to-end ``estimate``) per model x runtime x size, SGBM in the same run.
 
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
-    ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network.
+    ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network
+    (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
     ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); its params
     and GMAC are the stereo network's and are not repeated.
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
@@ -160,6 +161,9 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                     x = torch.zeros(1, 3, h, w)
                     second = torch.zeros(1, 2, h, w) if model == "mono_radar" else x
                     res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9
+                    if hasattr(est, "near_pass_size") and est.near_pass_size(inp.camera):
+                        x = torch.zeros(1, 3, h // 2, w // 2)  # the same network on the half-size pair
+                        res[f"{model}_near_pass_gmac_{w}x{h}"] = count_macs(est.model, x, x) / 1e9
                 bar.update(1)
         sgbm = make_estimator("sgbm")
         for w, h in sizes:

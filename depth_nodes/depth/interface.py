@@ -29,9 +29,9 @@ DEVICES = ("cpu", "cuda")
 ESTIMATOR_OPTIONS = {
     "mono": {"net_size"},
     "mono-radar": {"net_size", "radar_dilate"},
-    "stereo": {"net_size", "max_disparity"},
-    "stereo-hybrid": {"net_size", "max_disparity", "num_disparities", "block_size", "uniqueness_ratio", "passes",
-                      "agreement"},
+    "stereo": {"net_size", "max_disparity", "near_pass"},
+    "stereo-hybrid": {"net_size", "max_disparity", "near_pass", "num_disparities", "block_size", "uniqueness_ratio",
+                      "passes", "agreement"},
     "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement"},
 }
 #: Whose disparity the stereo hybrid takes where SGBM's passes disagree (see
