@@ -259,11 +259,13 @@ def test_stereo_sgbm_depth_and_disparity(ctx, ns, rng):
         h.close()
 
 
-@pytest.mark.parametrize("backend,estimator", [("network", "stereo"), ("hybrid", "stereo-hybrid")])
-def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rng, backend, estimator):
+@pytest.mark.parametrize("backend,estimator,near_pass",
+                         [("network", "stereo", None), ("hybrid", "stereo-hybrid", False)])
+def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rng, backend, estimator, near_pass):
     cam = PinholeCamera.from_fov(W, H, 90.0)
     right_cam = cam.with_baseline(0.12)
-    node = stereo_depth_node.StereoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
+    near = [] if near_pass is None else [Parameter("near_pass", value=near_pass)]
+    node = stereo_depth_node.StereoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + near + [
         Parameter("backend", value=backend), Parameter("max_disparity", value=32),
         Parameter("publish_points", value=False)])
     h = Harness(ctx, node, {"stereo/left/image_rect": Image, "stereo/right/image_rect": Image,
@@ -271,6 +273,7 @@ def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rn
                 {"disparity": DisparityImage, "depth/image": Image})
     try:
         assert node.estimator is not None and node.estimator.name == estimator
+        assert node.estimator.near_pass is (near_pass is None)  # on unless the parameter says false
         stamp = sec_to_stamp(3.0)
         img = textured_rgb(rng, W, H)
 
