@@ -396,7 +396,9 @@ class HybridStereoEstimator(StereoEstimator):
     network's where that failed). Where all passes agree it is their mean, where none matched the
     network's. The network arbitrates between SGBM's hypotheses without replacing SGBM's
     precision: held out in simulation the network is right more often than the first pass where
-    they conflict, on Middlebury motorcycle the reverse, and ``nearest`` keeps most of both."""
+    they conflict, on Middlebury motorcycle the reverse, and ``nearest`` keeps most of both.
+    Where the network's near pass found a surface SGBM may not reach, SGBM gives way to it as
+    :func:`fuse_hybrid` says."""
 
     name = "stereo-hybrid"
 
@@ -442,8 +444,8 @@ class HybridStereoEstimator(StereoEstimator):
         disps, valids, sgbm_ms = job.result() if job else self._run_sgbm(inp)
         timer.ms["sgbm"] = sgbm_ms  # on a GPU concurrent with the network
         with timer("fuse"):
-            search_range = self.sgbm_for(inp.camera.width).matcher(inp.camera.width, inp.camera.height)
-            disp = fuse_hybrid(disps, valids, net_disp, self.agreement, near, search_range.getNumDisparities())
+            disp = fuse_hybrid(disps, valids, net_disp, self.agreement, near,
+                               self.sgbm_for(inp.camera.width).num_disparities)
             matched = np.isfinite(disp)
             return np.where(matched, disp, net_disp), np.where(matched, disparity_confidence(disp), net_conf)
 
