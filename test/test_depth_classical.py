@@ -55,6 +55,26 @@ def test_sgbm_matches_the_left_band(rng):
     assert abs(np.nanmedian(band) - shift) < 0.25
 
 
+@pytest.mark.parametrize("shift", [80, 40])
+def test_sgbm_near_pass_measures_a_plane_beyond_the_search_range(rng, shift):
+    """At 80 px a plane lies beyond the 64 px search: without the near pass SGBM has no right
+    answer there (what it matches is wrong); with it, the half-size pair measures the plane.
+    At 40 px, inside the range, the near pass changes nothing."""
+    h, w = 240, 320
+    grey = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + shift)).astype(np.float32), (0, 0), 3.0)
+    wide = np.repeat(np.clip((grey - grey.mean()) * 3 + 128, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    left, right = wide[:, :w], wide[:, shift:]
+    centre = (slice(40, 200), slice(100, 300))
+    with_near, conf = make_estimator("sgbm", num_disparities=64).disparity(left, right)
+    without, _ = make_estimator("sgbm", num_disparities=64, near_pass=False).disparity(left, right)
+    if shift == 80:
+        assert np.mean(np.abs(with_near[centre] - shift) < 2) > 0.95 and np.all(conf[centre] > 0.9)
+        assert np.mean(np.abs(without[centre] - shift) < 2) < 0.05
+    else:
+        assert np.mean(np.abs(with_near[centre] - shift) < 1) > 0.95
+        np.testing.assert_array_equal(with_near, without)
+
+
 def test_sgbm_confidence_falls_with_disparity_and_is_zero_without_one():
     from depth_nodes.depth.sgbm import disparity_confidence
 

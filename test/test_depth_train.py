@@ -153,8 +153,8 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert main([*args, "--mode", "stereo", "--sgbm-agreement", "all"]) == 2
     assert main([*args, "--mode", "sgbm", "--sgbm-agreement", "nearest"]) == 2  # needs the network
     assert "stereo-hybrid only" in caplog.text
-    assert main([*args, "--mode", "sgbm", "--no-near-pass"]) == 2  # SGBM has no near pass
-    assert "--no-near-pass applies to stereo and stereo-hybrid" in caplog.text
+    assert main([*args, "--mode", "mono-radar", "--no-near-pass"]) == 2  # no stereo, no near pass
+    assert "--no-near-pass applies to the stereo modes only" in caplog.text
     capsys.readouterr()
     assert main([*args, "--mode", "stereo", "--max-frames", "2", "--no-near-pass"]) == 0
     assert json.loads(capsys.readouterr().out)["near_pass"] is False

@@ -122,8 +122,8 @@ def cmd_eval_depth(args) -> int:
         else:
             raise ValueError(f"--sgbm-agreement applies to sgbm and stereo-hybrid, not {args.mode!r}")
     if args.no_near_pass:
-        if args.mode not in ("stereo", "stereo-hybrid"):
-            raise ValueError(f"--no-near-pass applies to stereo and stereo-hybrid, not {args.mode!r}")
+        if args.mode not in STEREO_MODES:
+            raise ValueError(f"--no-near-pass applies to the stereo modes only, not {args.mode!r}")
         options["near_pass"] = False
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
@@ -235,8 +235,8 @@ def register(groups) -> None:
                         "the first pass's; nearest (stereo-hybrid only, its default): the pass nearest the "
                         "network's disparity")
     p.add_argument("--no-near-pass", action="store_true",
-                   help="stereo, stereo-hybrid: skip the network's half-resolution near pass, which finds "
-                        "surfaces nearer than its full-resolution search range reaches")
+                   help="stereo modes: skip the half-resolution near pass (the network's, or SGBM's for sgbm), "
+                        "which finds surfaces nearer than the full-resolution search range reaches")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -32,7 +32,7 @@ ESTIMATOR_OPTIONS = {
     "stereo": {"net_size", "max_disparity", "near_pass"},
     "stereo-hybrid": {"net_size", "max_disparity", "near_pass", "num_disparities", "block_size", "uniqueness_ratio",
                       "passes", "agreement"},
-    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement"},
+    "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement", "near_pass"},
 }
 #: Whose disparity the stereo hybrid takes where SGBM's passes disagree (see
 #: runtime.HybridStereoEstimator): the pass nearest the network's, the network's, the first pass's.

@@ -43,9 +43,9 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
           "toward whole-pixel disparities (each phase-shifted) and its top-down path bias (every other pass "
           "upside down); the sgbm backend keeps only pixels where all passes agree. Each pass costs one more "
           "matching (1: plain).", 1, 8),
-    Param("near_pass", True, "Network and hybrid backends: also run the network at half resolution, which "
-          "reaches twice the disparity, for surfaces nearer than the full-resolution search range covers "
-          "(about a quarter more network time)."),
+    Param("near_pass", True, "Also match the pair at half resolution, which reaches twice the disparity, for "
+          "surfaces nearer than the full-resolution search range covers (network and hybrid: the network, about "
+          "a quarter more of its time; sgbm: SGBM, about a third more)."),
 )
 
 
@@ -70,8 +70,7 @@ class StereoDepthNode(DepthNodeBase):
                 options = {"net_size": self.net_size(), **({"max_disparity": max_disp} if max_disp else {})}
             if backend != "network":
                 options["passes"] = self.param("sgbm_passes")
-            if backend != "sgbm":
-                options["near_pass"] = self.param("near_pass")
+            options["near_pass"] = self.param("near_pass")
         except ValueError as exc:
             self.fail(str(exc))
             return
