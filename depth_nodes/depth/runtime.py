@@ -32,7 +32,8 @@ from depth_nodes.depth.interface import HYBRID_AGREEMENT, DepthEstimator, DepthI
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, default_weights,
                                         fold_batchnorm, load_weights)
 from depth_nodes.depth.radar_encoding import encode_radar
-from depth_nodes.depth.sgbm import DEFAULT_PASSES, SgbmEstimator, disparity_confidence, fuse_passes
+from depth_nodes.depth.sgbm import (DEFAULT_PASSES, NEAR_MARGIN_PX, NEAR_RANGE_FRACTION, SgbmEstimator,
+                                     disparity_confidence, fuse_passes)
 
 log = logging.getLogger(__name__)
 
@@ -320,18 +321,14 @@ class StereoEstimator(NetworkEstimator):
     or in its last quarter, is one the full-resolution pass cannot match: its cost volume ends
     before the true match, and it reads such a surface as far (held out in simulation, trunks
     at 0.23 m came out 3-4 times too far). Where the half-resolution disparity exceeds
-    ``NEAR_RANGE_FRACTION`` of the full-resolution range and the full-resolution one by more than
-    ``NEAR_MARGIN_PX``, the pixel takes the half-resolution disparity and confidence. It costs a
-    quarter of the network's time, and is skipped where half the input width is not wider than
-    the search range."""
+    ``sgbm.NEAR_RANGE_FRACTION`` of the full-resolution range and the full-resolution one by
+    more than ``sgbm.NEAR_MARGIN_PX``, the pixel takes the half-resolution disparity and
+    confidence. It costs a quarter of the network's time, and is skipped where half the input
+    width is not wider than the search range."""
 
     name = "stereo"
     requires_stereo = True
     no_return_is_far = True
-    #: The near pass's disparity is used beyond this fraction of the full-resolution search range...
-    NEAR_RANGE_FRACTION = 0.75
-    #: ... and where it exceeds the full-resolution disparity by more than this (px at the camera).
-    NEAR_MARGIN_PX = 2.0
 
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, near_pass: bool = True):
@@ -362,7 +359,7 @@ class StereoEstimator(NetworkEstimator):
             near_disp, near_conf = self._pass(inp, half, timer, "near_pass")
             with timer("near_pass"):
                 full_range = self.model.max_disparity * inp.camera.width / cam.width
-                near = (near_disp > self.NEAR_RANGE_FRACTION * full_range) & (near_disp - disp > self.NEAR_MARGIN_PX)
+                near = (near_disp > NEAR_RANGE_FRACTION * full_range) & (near_disp - disp > NEAR_MARGIN_PX)
                 disp, conf = np.where(near, near_disp, disp), np.where(near, near_conf, conf)
         return disp, conf, near
 
@@ -458,7 +455,7 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
 
     ``near`` marks the pixels where the network's disparity comes from its near pass (a surface
     in or beyond the last quarter of the range). There SGBM's value, if more than
-    ``StereoEstimator.NEAR_MARGIN_PX`` from the network's, gives way to it where the passes do not
+    ``sgbm.NEAR_MARGIN_PX`` from the network's, gives way to it where the passes do not
     all agree, and also where they agree but the network's disparity is at or beyond SGBM's
     ``search_range``: SGBM cannot have found a match it does not search."""
     mean, agree = fuse_passes(disps, valids)
@@ -475,7 +472,7 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
     if near is not None:
         doubt = near & (~agree | (net_disp >= search_range))
         with np.errstate(invalid="ignore"):
-            out[doubt & ~(np.abs(out - net_disp) <= StereoEstimator.NEAR_MARGIN_PX)] = np.nan
+            out[doubt & ~(np.abs(out - net_disp) <= NEAR_MARGIN_PX)] = np.nan
     return out
 
 

@@ -52,8 +52,9 @@ SUBPIXEL_SIGMA_PX = 0.5
 DEFAULT_PASSES = 2
 #: A later pass is averaged in where it is within this many px of the first pass.
 PASS_AGREEMENT_PX = 1.0
-#: Near pass: its disparity is used beyond this fraction of the full-size search range where
-#: the full-size result is missing or off by more than NEAR_MARGIN_PX (as the stereo network's).
+#: Near pass (SGBM's and the stereo network's): its disparity is used beyond this fraction of
+#: the full-size search range where the full-size result is missing or off by more than
+#: NEAR_MARGIN_PX px (the network's: below the near pass's by more than that).
 NEAR_RANGE_FRACTION, NEAR_MARGIN_PX = 0.75, 2.0
 #: SGM smoothness penalties per block pixel and channel (OpenCV's P1, P2 = scale * 3 * block^2):
 #: a smaller P1 lets disparity follow slanted surfaces more closely (chosen on training worlds).
@@ -119,7 +120,7 @@ class SgbmEstimator(DepthEstimator):
         self.num_disparities, self.block_size = num_disparities, block_size
         self.uniqueness_ratio = int(uniqueness_ratio)
         self._matchers: dict[tuple[int, int], cv2.StereoSGBM] = {}
-        self._near: dict[tuple, SgbmEstimator] = {}
+        self._near: dict[int, SgbmEstimator] = {}  # the near pass's matcher per search range
 
     def matcher(self, width: int, height: int) -> cv2.StereoSGBM:
         """The (cached) OpenCV matcher for an image size."""
@@ -154,12 +155,11 @@ class SgbmEstimator(DepthEstimator):
         nd = self.matcher(w, h).getNumDisparities()
         if w // 2 <= nd:
             return disp
-        key = ("near", nd)
-        if key not in self._near:
-            self._near[key] = SgbmEstimator(nd, self.block_size, self.uniqueness_ratio, self.passes,
-                                            self.require_agreement, near_pass=False)
+        if nd not in self._near:
+            self._near[nd] = SgbmEstimator(nd, self.block_size, self.uniqueness_ratio, self.passes,
+                                           self.require_agreement, near_pass=False)
         shrink = lambda im: cv2.resize(im, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # noqa: E731
-        half, _ = self._near[key].disparity(shrink(left), shrink(right))
+        half, _ = self._near[nd].disparity(shrink(left), shrink(right))
         half = cv2.resize(half, (w, h), interpolation=cv2.INTER_NEAREST) * (w / (w // 2))
         with np.errstate(invalid="ignore"):
             near = (half > NEAR_RANGE_FRACTION * nd) & ~(np.abs(disp - half) <= NEAR_MARGIN_PX)
