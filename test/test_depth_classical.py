@@ -60,10 +60,9 @@ def test_sgbm_near_pass_measures_a_plane_beyond_the_search_range(rng, shift):
     """At 80 px a plane lies beyond the 64 px search: without the near pass SGBM has no right
     answer there (what it matches is wrong); with it, the half-size pair measures the plane.
     At 40 px, inside the range, the near pass changes nothing."""
-    h, w = 240, 320
-    grey = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + shift)).astype(np.float32), (0, 0), 3.0)
-    wide = np.repeat(np.clip((grey - grey.mean()) * 3 + 128, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    left, right = wide[:, :w], wide[:, shift:]
+    from helpers_stereo import textured_plane
+
+    left, right = textured_plane(rng, shift)
     centre = (slice(40, 200), slice(100, 300))
     with_near, conf = make_estimator("sgbm", num_disparities=64).disparity(left, right)
     without, _ = make_estimator("sgbm", num_disparities=64, near_pass=False).disparity(left, right)

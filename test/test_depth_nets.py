@@ -418,13 +418,11 @@ def test_mono_not_focal_normalized_warns_once_about_another_field_of_view(caplog
 
 def _textured_plane_pair(disparity: int, w: int = 320, h: int = 240):
     """A rectified pair of a fronto-parallel plane with a smooth random texture at ``disparity`` px."""
-    import cv2
+    from helpers_stereo import textured_plane
 
-    rng = np.random.default_rng(0)
-    tex = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + disparity, 3)).astype(np.float32), (0, 0), 3.0)
-    tex = np.clip((tex - tex.mean()) * 3 + 128, 0, 255).astype(np.uint8)
+    left, right = textured_plane(np.random.default_rng(0), disparity, w, h)
     cam = PinholeCamera.from_fov(w, h, 90.0)
-    return DepthInput(tex[:, :w].copy(), cam, None, tex[:, disparity:].copy(), cam.with_baseline(0.1))
+    return DepthInput(left, cam, None, right, cam.with_baseline(0.1))
 
 
 @pytest.mark.parametrize("mode", ["stereo", "stereo-hybrid"])
