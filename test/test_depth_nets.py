@@ -165,6 +165,19 @@ def test_onnx_matches_torch_stereo(local_radius):
     np.testing.assert_allclose(o[1], t[1], atol=1e-4)
 
 
+def test_onnx_matches_torch_refiner():
+    from depth_nodes.depth.refine_net import DisparityRefiner
+
+    net = DisparityRefiner().eval()
+    rng = np.random.default_rng(0)
+    left = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
+    disp = rng.uniform(0, 12, (1, 1, 48, 64)).astype(np.float32)
+    source = (rng.random((1, 2, 48, 64)) > 0.5).astype(np.float32)
+    t, o = _onnx_parity(net, [left, np.roll(left, -4, axis=3), disp, source])
+    assert len(o) == 1
+    np.testing.assert_allclose(o[0], t[0], rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
 def test_cpu_backend_runs_channels_last_with_plain_outputs(make):
     """The CPU backend holds its weights channels_last (oneDNN for every convolution) and still
@@ -260,7 +273,7 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
     inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
     # the split between SGBM and the network (the near pass has its own tests)
     hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
-                            agreement="first", near_pass=False)
+                            agreement="first", near_pass=False, refine=False)
     net = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32, near_pass=False)
     sgbm = make_estimator("sgbm", num_disparities=32, require_agreement=False)  # the first pass's pixels
     assert hybrid.name == "stereo-hybrid" and hybrid.requires_stereo and hybrid.no_return_is_far
@@ -301,9 +314,9 @@ def test_hybrid_arbitration_where_sgbm_passes_disagree():
     net = np.array([[12.0, 13.5, 10.5, 3.0, 5.0]], np.float32)
     disps = [np.nan_to_num(first, nan=-1.0), np.nan_to_num(second, nan=-1.0)]
     valids = [np.isfinite(first), np.isfinite(second)]
-    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest"), [[10.2, 14.0, 10.0, 7.0, nan]], rtol=1e-6)
-    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "all"), [[10.2, nan, nan, nan, nan]], rtol=1e-6)
-    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "first"), [[10.2, 10.0, 10.0, nan, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest")[0], [[10.2, 14.0, 10.0, 7.0, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "all")[0], [[10.2, nan, nan, nan, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "first")[0], [[10.2, 10.0, 10.0, nan, nan]], rtol=1e-6)
 
 
 def test_hybrid_default_arbitrates_with_the_network():
@@ -319,15 +332,15 @@ def test_hybrid_default_arbitrates_with_the_network():
     inp = DepthInput(left, cam, None, right, cam.with_baseline(0.1))
     assert make_estimator("stereo-hybrid", weights="random-init").near_pass  # on by default, tested apart
     hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
-                            near_pass=False)
+                            near_pass=False, refine=False)
     assert hybrid.agreement == "nearest"
     disp, _ = hybrid.disparity(inp)
     net_disp, _ = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32,
                                  near_pass=False).disparity(inp)
     disps, valids = hybrid.sgbm_for(128).pass_disparities(left, right)
-    kept = fuse_hybrid(disps, valids, net_disp, "nearest")
+    kept, _ = fuse_hybrid(disps, valids, net_disp, "nearest")
     np.testing.assert_allclose(disp, np.where(np.isfinite(kept), kept, net_disp), rtol=1e-5, atol=1e-5)
-    assert np.isfinite(kept).sum() > np.isfinite(fuse_hybrid(disps, valids, net_disp, "all")).sum()
+    assert np.isfinite(kept).sum() > np.isfinite(fuse_hybrid(disps, valids, net_disp, "all")[0]).sum()
 
 
 def test_input_validation():
@@ -495,7 +508,8 @@ def test_hybrid_gives_way_to_the_near_pass_only_where_sgbm_passes_disagree():
     net = np.array([[40.0, 40.0, 31.0, 13.0]], np.float32)
     near = np.array([[True, True, True, False]])
     valids = [np.ones_like(near), np.ones_like(near)]
-    out = fuse_hybrid([first, second], valids, net, "nearest", near)
+    out, agree = fuse_hybrid([first, second], valids, net, "nearest", near)
+    np.testing.assert_array_equal(agree, [[True, False, False, False]])
     np.testing.assert_allclose(out, [[10.2, np.nan, 30.0, 14.0]], rtol=1e-6)
-    np.testing.assert_allclose(fuse_hybrid([first, second], valids, net, "first", near),
+    np.testing.assert_allclose(fuse_hybrid([first, second], valids, net, "first", near)[0],
                                [[10.2, np.nan, 30.0, 10.0]], rtol=1e-6)

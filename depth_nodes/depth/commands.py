@@ -61,7 +61,7 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(value)]
     if args.no_return_far:
         parts.append("--no-return-far")
-    for opt in ("rel_weight", "crop_aug", "local_radius", "init", "freeze"):  # written only when used
+    for opt in ("rel_weight", "crop_aug", "local_radius", "init", "freeze", "stereo_weights"):  # only when used
         if getattr(args, opt):
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     return " ".join(shlex.quote(p) for p in parts)
@@ -77,7 +77,7 @@ def cmd_train(args) -> int:
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
                       no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug,
                       local_radius=args.local_radius, init=args.init,
-                      freeze=tuple(n for n in (args.freeze or "").split(",") if n))
+                      freeze=tuple(n for n in (args.freeze or "").split(",") if n), stereo_weights=args.stereo_weights)
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -125,13 +125,18 @@ def cmd_eval_depth(args) -> int:
         if args.mode not in STEREO_MODES:
             raise ValueError(f"--no-near-pass applies to the stereo modes only, not {args.mode!r}")
         options["near_pass"] = False
+    if args.no_refine or args.refine_weights:
+        if args.mode != "stereo-hybrid":
+            raise ValueError(f"--no-refine and --refine-weights apply to stereo-hybrid only, not {args.mode!r}")
+        options.update(refine=not args.no_refine, refine_weights=args.refine_weights)
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
     _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
                    "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes,
                    "sgbm_agreement": args.sgbm_agreement,
-                   "near_pass": getattr(est, "near_pass", None), **res,
+                   "near_pass": getattr(est, "near_pass", None),
+                   "refine": (est.refiner is not None) if args.mode == "stereo-hybrid" else None, **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -163,8 +168,11 @@ def cmd_bench_models(args) -> int:
 def register(groups) -> None:
     from depth_nodes.depth.interface import DEVICES, MODES, RUNTIMES
 
-    for task in ("mono", "stereo"):
-        p = groups["train"].add_parser(task, help=f"train the {task} depth network on a sim dataset")
+    helps = {"mono": "train the mono+radar depth network on a sim dataset",
+             "stereo": "train the stereo depth network on a sim dataset",
+             "refine": "train the stereo hybrid's refiner on a sim dataset (worlds the stereo network never saw)"}
+    for task in ("mono", "stereo", "refine"):
+        p = groups["train"].add_parser(task, help=helps[task])
         p.add_argument("--data", required=True, help="dataset directory (depth-nodes sim dataset)")
         p.add_argument("--minutes", type=float, required=True, help="total time budget (resumed time counts)")
         p.add_argument("--out", default=f"runs/train_{task}", help="output directory")
@@ -193,6 +201,10 @@ def register(groups) -> None:
             p.add_argument("--local-radius", type=int, default=0,
                            help="refinement also correlates the two images at 1/2 resolution at each whole-pixel "
                                 "offset up to this many px either side of the coarse disparity (0: not)")
+        if task == "refine":
+            p.add_argument("--stereo-weights", default=None,
+                           help="stereo network (.safetensors) whose hybrid output is refined (default: packaged); "
+                                "world seeds in its card's train_world_seeds are left out of the data")
         if task == "mono":
             p.add_argument("--rel-weight", type=float, default=0.0,
                            help="weight of a relative-error term |pred-gt|/gt (the abs_rel metric) added to "
@@ -203,7 +215,7 @@ def register(groups) -> None:
                                 "marks the network focal-normalised: inputs are resampled to its focal length")
         _add_threads(p)
         add_json_flag(p)
-        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0, local_radius=0)
+        p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0, local_radius=0, stereo_weights=None)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)
@@ -237,6 +249,10 @@ def register(groups) -> None:
     p.add_argument("--no-near-pass", action="store_true",
                    help="stereo modes: skip the half-resolution near pass (the network's, or SGBM's for sgbm), "
                         "which finds surfaces nearer than the full-resolution search range reaches")
+    p.add_argument("--no-refine", action="store_true",
+                   help="stereo-hybrid: skip the learned refinement of the fused disparity")
+    p.add_argument("--refine-weights", default=None,
+                   help="stereo-hybrid: refiner .safetensors (default: packaged stereo_refine)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -167,17 +167,23 @@ class DepthDataset(torch.utils.data.Dataset):
         }
 
 
-def photometric(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def photometric(rng: np.random.Generator, left: np.ndarray, right: np.ndarray,
+                global_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Same random brightness/contrast/saturation/gamma on both images (small independent
-    brightness change per image), optional Gaussian blur, Gaussian pixel noise."""
+    brightness change per image), optional Gaussian blur, Gaussian pixel noise.
+
+    ``global_only``: only the changes common to both images, each pixel mapped by the same
+    curve (no independent brightness, blur or noise): for inputs computed from the clean
+    pair, such as the stereo hybrid's disparity the refiner trains on, which the other
+    changes would no longer match."""
     brightness, contrast, saturation = rng.uniform(0.75, 1.25, 3)
     gamma = rng.uniform(0.8, 1.25)
-    blur = rng.uniform(0.3, 1.2) if rng.random() < 0.25 else 0.0
-    noise = rng.uniform(0.0, 6.0) if rng.random() < 0.5 else 0.0
+    blur = rng.uniform(0.3, 1.2) if rng.random() < 0.25 and not global_only else 0.0
+    noise = rng.uniform(0.0, 6.0) if rng.random() < 0.5 and not global_only else 0.0
     out = []
     for img in (left, right):
         x = img.astype(np.float32) / 255.0
-        x = x * brightness * rng.uniform(0.97, 1.03)
+        x = x * brightness * (1.0 if global_only else rng.uniform(0.97, 1.03))
         mean = x.mean()
         x = (x - mean) * contrast + mean
         grey = x.mean(axis=2, keepdims=True)

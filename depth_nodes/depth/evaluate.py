@@ -128,8 +128,9 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network
     (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
-    ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); its params
-    and GMAC are the stereo network's and are not repeated.
+    ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU), then the
+    refiner; the stereo network's params and GMAC are not repeated, the refiner's are
+    ``stereo_refine_params`` and ``stereo_refine_gmac_{WxH}`` (it runs at the camera's resolution).
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
     """
     from depth_nodes.depth.flops import count_macs, count_params
@@ -164,6 +165,10 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                     if hasattr(est, "near_pass_size") and est.near_pass_size(inp.camera):
                         x = torch.zeros(1, 3, h // 2, w // 2)  # the same network on the half-size pair
                         res[f"{model}_near_pass_gmac_{w}x{h}"] = count_macs(est.model, x, x) / 1e9
+                if rt == runtimes[0] and getattr(est, "refiner", None) is not None:
+                    res["stereo_refine_params"] = count_params(est.refiner.model)
+                    img, one, two = (torch.zeros(1, c, h, w) for c in (3, 1, 2))
+                    res[f"stereo_refine_gmac_{w}x{h}"] = count_macs(est.refiner.model, img, img, one, two) / 1e9
                 bar.update(1)
         sgbm = make_estimator("sgbm")
         for w, h in sizes:

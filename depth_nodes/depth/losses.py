@@ -4,7 +4,7 @@ Mono: scale-invariant log loss + multi-scale gradient matching on log depth +
 binary cross-entropy of the confidence against "is a delta1 inlier" (+ optionally a
 relative-error term, and a hinge keeping pixels without a surface far).
 Stereo: smooth-L1 on coarse and refined disparity + confidence BCE against
-"error below 1 px".
+"error below 1 px". Refiner (the stereo hybrid's): relative disparity error.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from depth_nodes.depth.disparity import MIN_DISPARITY_PX
 
 SILOG_LAMBDA = 0.85
 #: Confidence targets: |log error| < ln 1.25 (mono), |disparity error| < 1 px (stereo).
@@ -118,3 +120,22 @@ def stereo_loss(model, batch: dict, no_return_far: bool = False) -> tuple[torch.
     conf = confidence_bce(conf_logit, ((refined - gt).abs() < STEREO_INLIER_PX).detach(), mask)
     total = 0.5 * l_coarse + l_ref + 0.1 * conf
     return total, {"coarse": l_coarse.item(), "refined": l_ref.item(), "conf": conf.item()}
+
+
+def refine_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Refiner loss: the depth's relative error, ``|pred - gt| / pred`` in disparity terms (depth
+    ``fb / pred`` against ``fb / gt``: exactly abs_rel), over pixels with GT disparity of at least
+    ``MIN_DISPARITY_PX`` where the hybrid's is too (the refiner passes the others through).
+    Dividing by the GT disparity instead would cap the penalty of a
+    disparity pulled toward zero at 1, where its depth error has no bound: a refiner trained so
+    sends some near pixels far away. ``input`` is the same error of the hybrid's disparity
+    before refinement, for comparison."""
+    (pred,) = model(batch["image"], batch["right"], batch["hybrid"], batch["source"])
+    gt = batch["disparity"]
+    mask = (batch["valid"] > 0) & (gt >= MIN_DISPARITY_PX) & (batch["hybrid"] >= MIN_DISPARITY_PX)
+    n = mask.sum().clamp(min=1)
+
+    def abs_rel(disp):
+        return ((disp - gt).abs() / disp.clamp(min=MIN_DISPARITY_PX) * mask).sum() / n
+
+    return abs_rel(pred), {"input": abs_rel(batch["hybrid"]).item()}

@@ -15,16 +15,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from depth_nodes.depth.mono_radar_net import MonoRadarNet
+from depth_nodes.depth.refine_net import DisparityRefiner
 from depth_nodes.depth.stereo_net import StereoNet
 
 #: Directory of the packaged weights.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Architecture class name -> class (what a model card may name).
-ARCHITECTURES: dict[str, type[nn.Module]] = {"MonoRadarNet": MonoRadarNet, "StereoNet": StereoNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"MonoRadarNet": MonoRadarNet, "StereoNet": StereoNet,
+                                             "DisparityRefiner": DisparityRefiner}
 #: Estimation mode -> default weights file stem.
 MODEL_FOR_MODE = {"mono": "mono_radar", "mono-radar": "mono_radar", "stereo": "stereo", "stereo-hybrid": "stereo"}
 #: Default architecture for each weights stem (random-init benchmarks).
-ARCH_FOR_MODEL = {"mono_radar": "MonoRadarNet", "stereo": "StereoNet"}
+ARCH_FOR_MODEL = {"mono_radar": "MonoRadarNet", "stereo": "StereoNet", "stereo_refine": "DisparityRefiner"}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -37,7 +39,7 @@ def card_path(weights: Path) -> Path:
 
 
 def default_weights(model: str) -> Path:
-    """Packaged weights path for ``model`` (``mono_radar`` or ``stereo``)."""
+    """Packaged weights path for ``model`` (``mono_radar``, ``stereo`` or ``stereo_refine``)."""
     if model not in ARCH_FOR_MODEL:
         raise ValueError(f"model must be one of {sorted(ARCH_FOR_MODEL)}, got {model!r}")
     return WEIGHTS_DIR / f"{model}.safetensors"

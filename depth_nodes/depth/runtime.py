@@ -32,6 +32,7 @@ from depth_nodes.depth.interface import HYBRID_AGREEMENT, DepthEstimator, DepthI
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, default_weights,
                                         fold_batchnorm, load_weights)
 from depth_nodes.depth.radar_encoding import encode_radar
+from depth_nodes.depth.refine_net import source_channels
 from depth_nodes.depth.sgbm import (DEFAULT_PASSES, NEAR_MARGIN_PX, NEAR_RANGE_FRACTION, SgbmEstimator,
                                      disparity_confidence, fuse_passes)
 
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 #: Input/output tensor names of each architecture (ONNX graph names too).
 IO_NAMES = {"MonoRadarNet": (["image", "radar"], ["depth", "confidence"]),
-            "StereoNet": (["left", "right"], ["disparity", "confidence"])}
+            "StereoNet": (["left", "right"], ["disparity", "confidence"]),
+            "DisparityRefiner": (["left", "right", "disparity", "source"], ["disparity"])}
 
 
 class RuntimeUnavailableError(ValueError):
@@ -176,26 +178,16 @@ class TensorRTBackend:
         return [o.cpu().numpy() for o in self.outputs.values()]
 
 
-class NetworkEstimator(DepthEstimator):
-    """Common machinery: resizing to the network size and one backend per input shape.
+class ModelRunner:
+    """One network on one runtime: ``model`` as trained, ``inference_model`` its BatchNorm-folded
+    copy that the runtime executes. ONNX/TensorRT graphs are built on the first call with each
+    input shape (expect that call to take about a second)."""
 
-    ``model`` is the network as trained; ``inference_model`` its BatchNorm-folded
-    copy that the runtimes execute. ONNX/TensorRT graphs are built on the first
-    frame of each input size (expect that first call to take about a second).
-    """
-
-    def __init__(self, model: nn.Module, runtime: str, device: str, weights_status: str,
-                 net_size: tuple[int, int] | None, card: dict | None):
+    def __init__(self, model: nn.Module, runtime: str, device: str):
         self.model = model.eval()
         # Inference copy with BatchNorm folded into the convolutions (same outputs, fewer ops).
         self.inference_model = fold_batchnorm(copy.deepcopy(self.model))
         self.runtime, self.device = runtime, device
-        self.weights_status, self.card = weights_status, card or {}
-        if net_size is None and self.card.get("input_size"):
-            net_size = tuple(self.card["input_size"])
-        if net_size is not None and (len(net_size) != 2 or min(net_size) < 16):
-            raise ValueError(f"net_size must be (width, height) with both >= 16, got {net_size}")
-        self.net_size = None if net_size is None else (int(net_size[0]), int(net_size[1]))
         self._backends: dict[tuple, object] = {}
         if runtime == "torch":
             self._torch = TorchBackend(self.inference_model, device)
@@ -203,6 +195,32 @@ class NetworkEstimator(DepthEstimator):
             onnx_providers(device)
         else:
             import_tensorrt()
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the network on float32 NCHW arrays."""
+        if self.runtime == "torch":
+            return self._torch(inputs)
+        key = tuple(x.shape for x in inputs)
+        if key not in self._backends:
+            onnx_bytes = export_onnx(self.inference_model, inputs)
+            self._backends[key] = (OnnxBackend(onnx_bytes, self.device) if self.runtime == "onnx"
+                                   else TensorRTBackend(onnx_bytes))
+        return self._backends[key](inputs)
+
+
+class NetworkEstimator(DepthEstimator):
+    """Common machinery: resizing to the network size and running it (:class:`ModelRunner`)."""
+
+    def __init__(self, model: nn.Module, runtime: str, device: str, weights_status: str,
+                 net_size: tuple[int, int] | None, card: dict | None):
+        self.runner = ModelRunner(model, runtime, device)
+        self.model, self.runtime, self.device = self.runner.model, runtime, device
+        self.weights_status, self.card = weights_status, card or {}
+        if net_size is None and self.card.get("input_size"):
+            net_size = tuple(self.card["input_size"])
+        if net_size is not None and (len(net_size) != 2 or min(net_size) < 16):
+            raise ValueError(f"net_size must be (width, height) with both >= 16, got {net_size}")
+        self.net_size = None if net_size is None else (int(net_size[0]), int(net_size[1]))
 
     def net_camera(self, camera: PinholeCamera) -> PinholeCamera:
         """The camera model at network resolution."""
@@ -212,14 +230,7 @@ class NetworkEstimator(DepthEstimator):
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Run the network on float32 NCHW arrays with the chosen runtime."""
-        if self.runtime == "torch":
-            return self._torch(inputs)
-        key = tuple(x.shape for x in inputs)
-        if key not in self._backends:
-            onnx_bytes = export_onnx(self.inference_model, inputs)
-            self._backends[key] = (OnnxBackend(onnx_bytes, self.device) if self.runtime == "onnx"
-                                   else TensorRTBackend(onnx_bytes))
-        return self._backends[key](inputs)
+        return self.runner(inputs)
 
 
 def to_nchw(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -402,8 +413,15 @@ class HybridStereoEstimator(StereoEstimator):
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, num_disparities: int | None = None, block_size: int | None = None,
                  uniqueness_ratio: int = 10, passes: int | None = None, agreement: str = "nearest",
-                 near_pass: bool = True):
+                 near_pass: bool = True, refine: bool = True, refine_weights=None):
         super().__init__(model, runtime, device, weights_status, net_size, card, near_pass)
+        self.refiner = None
+        if refine:
+            path = default_weights("stereo_refine") if refine_weights is None else Path(refine_weights)
+            refiner, self.refine_card = load_weights(path)
+            self.refiner = ModelRunner(refiner, runtime, device)
+        elif refine_weights is not None:
+            raise ValueError("refine_weights given with refine=False")
         if agreement not in HYBRID_AGREEMENT:
             raise ValueError(f"agreement must be one of {HYBRID_AGREEMENT}, got {agreement!r}")
         self.agreement = agreement
@@ -434,6 +452,18 @@ class HybridStereoEstimator(StereoEstimator):
 
     def disparity(self, inp: DepthInput, timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:
         timer = timer or StageTimer()
+        disp, conf, source = self.fused_disparity(inp, timer)
+        if self.refiner is None:
+            return disp, conf
+        with timer("refine"):
+            inputs = [to_nchw(inp.rgb, inp.camera.size), to_nchw(inp.right_rgb, inp.camera.size),
+                      np.ascontiguousarray(disp[None, None], dtype=np.float32), source]
+            return self.refiner(inputs)[0][0, 0], conf
+
+    def fused_disparity(self, inp: DepthInput, timer: StageTimer | None = None):
+        """(disparity, confidence, source) before the refinement: source is the refiner's
+        (1, 2, H, W) float32 input (:func:`refine_net.source_channels`)."""
+        timer = timer or StageTimer()
         if inp.right_rgb is None:
             raise ValueError("stereo disparity needs right_rgb and right_camera")
         job = self._pool.submit(self._run_sgbm, inp) if self._pool else None
@@ -441,17 +471,19 @@ class HybridStereoEstimator(StereoEstimator):
         disps, valids, sgbm_ms = job.result() if job else self._run_sgbm(inp)
         timer.ms["sgbm"] = sgbm_ms  # on a GPU concurrent with the network
         with timer("fuse"):
-            disp = fuse_hybrid(disps, valids, net_disp, self.agreement, near,
-                               self.sgbm_for(inp.camera.width).num_disparities)
+            disp, agree = fuse_hybrid(disps, valids, net_disp, self.agreement, near,
+                                      self.sgbm_for(inp.camera.width).num_disparities)
             matched = np.isfinite(disp)
-            return np.where(matched, disp, net_disp), np.where(matched, disparity_confidence(disp), net_conf)
+            source = source_channels(agree & matched, matched).numpy()
+            return (np.where(matched, disp, net_disp), np.where(matched, disparity_confidence(disp), net_conf),
+                    source)
 
 
 def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str = "nearest",
-                near: np.ndarray | None = None, search_range: float = np.inf) -> np.ndarray:
-    """SGBM's disparity where the hybrid takes it (NaN where it takes the network's): the mean
-    of the passes where they all agree, elsewhere as ``agreement`` says (see
-    :class:`HybridStereoEstimator`).
+                near: np.ndarray | None = None, search_range: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """(disparity, agreement): SGBM's disparity where the hybrid takes it (NaN where it takes
+    the network's): the mean of the passes where they all agree, elsewhere as ``agreement``
+    says (see :class:`HybridStereoEstimator`); agreement marks where all passes agree.
 
     ``near`` marks the pixels where the network's disparity comes from its near pass (a surface
     in or beyond the last quarter of the range). There SGBM's value, if more than
@@ -473,7 +505,7 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
         doubt = near & (~agree | (net_disp >= search_range))
         with np.errstate(invalid="ignore"):
             out[doubt & ~(np.abs(out - net_disp) <= NEAR_MARGIN_PX)] = np.nan
-    return out
+    return out, agree
 
 
 def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.Module, dict | None, str]:

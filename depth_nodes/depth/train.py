@@ -2,7 +2,9 @@
 
 ``task``: ``mono`` trains :class:`MonoRadarNet` (radar dropout makes the same
 weights serve ``mono`` and ``mono-radar``), ``stereo`` trains
-:class:`StereoNet`. Checkpoints (all pickle-free) in ``out``:
+:class:`StereoNet`, ``refine`` trains the stereo hybrid's :class:`DisparityRefiner`
+on the hybrid's output for frames of worlds the stereo network never saw
+(:mod:`refine_data`). Checkpoints (all pickle-free) in ``out``:
 ``checkpoint.safetensors`` (model), ``checkpoint_optim.safetensors``
 (AdamW moments) and ``checkpoint.json`` (step, epoch, elapsed seconds,
 learning rates, arguments). At the end ``out/<model>.safetensors`` + model card
@@ -26,14 +28,16 @@ from tqdm import tqdm
 from depth_nodes.depth.data import DepthDataset
 from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
-from depth_nodes.depth.losses import mono_loss, stereo_loss
+from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
 from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, init_from_weights, save_weights
 
 log = logging.getLogger(__name__)
 
-TASKS = {"mono": "mono_radar", "stereo": "stereo"}
+TASKS = {"mono": "mono_radar", "stereo": "stereo", "refine": "stereo_refine"}
 CKPT = "checkpoint"
+#: Input channels of each task's network (the model card's MAC count runs it on 320x240 zeros).
+INPUT_CHANNELS = {"mono": (3, 2), "stereo": (3, 3), "refine": (3, 3, 1, 2)}
 WARMUP_STEPS = 100
 #: ``crop_aug``: each side of a cropped batch keeps a uniform fraction in [CROP_MIN, 1] of the frame.
 CROP_MIN = 0.6
@@ -64,6 +68,7 @@ class TrainConfig:
     local_radius: int = 0         # stereo: StereoNet local_radius (1/2-resolution correlation offsets)
     init: str | None = None       # weights (.safetensors) of the same or a narrower network to start from
     freeze: tuple[str, ...] = ()  # top-level submodules kept as they are (no gradient, BatchNorm statistics fixed)
+    stereo_weights: str | None = None  # refine: the stereo network whose hybrid is refined (None: packaged)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -82,6 +87,12 @@ class TrainConfig:
                              f"for {self.task!r}")
         if self.local_radius < 0 or (self.local_radius and self.task != "stereo"):
             raise ValueError(f"local_radius must be >= 0 and is for task 'stereo' only, got {self.local_radius} "
+                             f"for {self.task!r}")
+        if self.task == "refine" and (self.size is not None or self.no_return_far):
+            raise ValueError("the refiner trains at the dataset's resolution on pixels with GT only: "
+                             "size and no_return_far do not apply to task 'refine'")
+        if self.stereo_weights is not None and (self.task != "refine" or not Path(self.stereo_weights).is_file()):
+            raise ValueError(f"stereo_weights is for task 'refine' and must exist, got {self.stereo_weights!r} "
                              f"for {self.task!r}")
         if self.init is not None and not Path(self.init).is_file():
             raise ValueError(f"init weights {self.init} not found")
@@ -158,16 +169,21 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def validate(model, task: str, loader, baseline: float, fx: float) -> dict:
-    """Depth metrics (and disparity metrics for stereo) on the validation loader."""
+    """Depth metrics (and disparity metrics for stereo) on the validation loader; for the refiner
+    also ``input``, the metrics of the hybrid's disparity it started from."""
     model.eval()
     device = next(model.parameters()).device
-    dm, disp_stats = DepthMetrics(), []
+    dm, disp_stats, before = DepthMetrics(), [], DepthMetrics()
     with torch.no_grad():
         for batch in loader:
             gt = torch.where(batch["valid"] > 0, batch["depth"], torch.nan).numpy()
             dev = to_device(batch, device)
             if task == "mono":
                 pred = model(dev["image"], dev["radar"])[0].cpu().numpy()
+            elif task == "refine":
+                disp = model(dev["image"], dev["right"], dev["hybrid"], dev["source"])[0].cpu().numpy()
+                pred = disparity_to_depth(disp, fx, baseline)
+                before.add(disparity_to_depth(batch["hybrid"].numpy(), fx, baseline), gt)
             else:
                 disp = model(dev["image"], dev["right"])[0].cpu().numpy()
                 pred = disparity_to_depth(disp, fx, baseline)
@@ -177,6 +193,8 @@ def validate(model, task: str, loader, baseline: float, fx: float) -> dict:
             dm.add(pred, gt)
     model.train()
     res = dm.result()
+    if task == "refine":  # the hybrid's own error on the same frames, for comparison
+        res["input"] = before.result()
     if disp_stats:
         for k in ("epe", "bad1", "bad2", "bad4"):
             vals = [d[k] for d in disp_stats if d[k] is not None]
@@ -197,9 +215,18 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stereo = cfg.task == "stereo"
-    train_set = DepthDataset(cfg.data, "train", cfg.size, augment=True, stereo=stereo, seed=cfg.seed,
-                             val_fraction=cfg.val_fraction)
-    val_set = DepthDataset(cfg.data, "val", cfg.size, augment=False, stereo=stereo, val_fraction=cfg.val_fraction)
+    if cfg.task == "refine":
+        from depth_nodes.depth.refine_data import RefineDataset
+
+        common = {"cache": out / "hybrid_cache", "stereo_weights": cfg.stereo_weights,
+                  "val_fraction": cfg.val_fraction, "device": cfg.device}
+        train_set = RefineDataset(cfg.data, "train", augment=True, seed=cfg.seed, **common)
+        val_set = RefineDataset(cfg.data, "val", crop=None, **common)
+    else:
+        train_set = DepthDataset(cfg.data, "train", cfg.size, augment=True, stereo=stereo, seed=cfg.seed,
+                                 val_fraction=cfg.val_fraction)
+        val_set = DepthDataset(cfg.data, "val", cfg.size, augment=False, stereo=stereo,
+                               val_fraction=cfg.val_fraction)
     if len(train_set) == 0:
         raise ValueError(f"no training frames in {cfg.data}")
     if len(val_set) == 0:
@@ -228,6 +255,8 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
         step, epoch, elapsed0 = load_checkpoint(Path(resume), model, opt)
         log.info("resumed from %s at step %d", resume, step)
     def loss_fn(m, b):
+        if cfg.task == "refine":
+            return refine_loss(m, b)
         if stereo:
             return stereo_loss(m, b, no_return_far=cfg.no_return_far)
         return mono_loss(m, b, no_return_far=cfg.no_return_far, rel_weight=cfg.rel_weight)
@@ -272,7 +301,7 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     size = cfg.size or train_set.camera.size
     item_cam = train_set.item_camera
     model.eval()
-    example = (torch.zeros(1, 3, 240, 320, device=device), torch.zeros(1, 3 if stereo else 2, 240, 320, device=device))
+    example = [torch.zeros(1, c, 240, 320, device=device) for c in INPUT_CHANNELS[cfg.task]]
     card = {
         "model": model_name,
         "params": count_params(model),
@@ -284,6 +313,8 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
         "focal_normalized": cfg.crop_aug > 0,
         "data": {"path": str(cfg.data), "train_frames": len(train_set), "val_frames": len(val_set),
                  "train_world_seeds": train_set.train_seeds, "val_world_seeds": train_set.val_seeds},
+        **({"stereo_weights": cfg.stereo_weights or "packaged", "excluded_world_seeds": train_set.excluded_seeds}
+           if cfg.task == "refine" else {}),
         "training": {"command": command, "steps": step, "epochs": epoch, "minutes": elapsed / 60.0,
                      "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}},
         "metrics_val": metrics,

@@ -46,6 +46,8 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
     Param("near_pass", True, "Also match the pair at half resolution, which reaches twice the disparity, for "
           "surfaces nearer than the full-resolution search range covers (network and hybrid: the network, about "
           "a quarter more of its time; sgbm: SGBM, about a third more)."),
+    Param("refine", True, "Hybrid backend: refine the fused disparity with the packaged image-guided "
+          "refiner (stereo_refine weights; sharper depth edges, less noise on far surfaces)."),
 )
 
 
@@ -71,6 +73,8 @@ class StereoDepthNode(DepthNodeBase):
             if backend != "network":
                 options["passes"] = self.param("sgbm_passes")
             options["near_pass"] = self.param("near_pass")
+            if backend == "hybrid":
+                options["refine"] = self.param("refine")
         except ValueError as exc:
             self.fail(str(exc))
             return
