@@ -11,7 +11,7 @@ from depth_nodes.camera import PinholeCamera
 from depth_nodes.cli import main
 from depth_nodes.depth.interface import DepthInput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics
-from depth_nodes.depth.model_io import WeightsNotFoundError, save_weights
+from depth_nodes.depth.model_io import WeightsNotFoundError, default_weights, save_weights
 from depth_nodes.depth.refine_net import DisparityRefiner, source_channels
 from depth_nodes.depth.stereo_net import StereoNet
 
@@ -90,7 +90,7 @@ def test_refine_loss_is_the_depth_abs_rel():
 
 def test_hybrid_refines_its_fused_disparity_with_the_packaged_refiner():
     inp = _pair()
-    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=16)
+    hybrid = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=16, refine=True)
     assert hybrid.refiner is not None and hybrid.refine_card["model"] == "stereo_refine"
     fused, conf, source = hybrid.fused_disparity(inp)
     assert source.shape == (1, 2, 64, 96) and source[0, 0].mean() > 0.3  # most pixels: SGBM's passes agree
@@ -104,15 +104,16 @@ def test_hybrid_refines_its_fused_disparity_with_the_packaged_refiner():
     assert not np.allclose(disp, fused)  # the refiner did something
     np.testing.assert_array_equal(conf_refined, conf)
     assert "refine" in hybrid.estimate(inp).timings
-    plain = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=16, refine=False)
-    assert plain.refiner is None
+    plain = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=16)
+    assert plain.refiner is None  # off by default (see README: it flew worse)
     np.testing.assert_array_equal(plain.disparity(inp)[0], fused)
-    onnx = make_estimator("stereo-hybrid", runtime="onnx", weights="random-init", max_disparity=16)
+    onnx = make_estimator("stereo-hybrid", runtime="onnx", weights="random-init", max_disparity=16, refine=True)
     np.testing.assert_allclose(onnx.disparity(inp)[0], disp, rtol=1e-3, atol=2e-3)
-    with pytest.raises(ValueError, match="refine_weights given with refine=False"):
-        make_estimator("stereo-hybrid", weights="random-init", refine=False, refine_weights="x.safetensors")
+    packaged = default_weights("stereo_refine")
+    assert make_estimator("stereo-hybrid", weights="random-init", refine_weights=packaged).refiner is not None
     with pytest.raises(WeightsNotFoundError, match="nothing.safetensors"):
-        make_estimator("stereo-hybrid", weights="random-init", refine_weights="/nonexistent/nothing.safetensors")
+        make_estimator("stereo-hybrid", weights="random-init", refine=True,
+                       refine_weights="/nonexistent/nothing.safetensors")
     with pytest.raises(ValueError, match="refine"):
         make_estimator("stereo", weights="random-init", refine=False)
 
@@ -174,9 +175,9 @@ def test_train_refine_two_steps_then_eval(refine_setup, tmp_path, capsys, caplog
     common = ["eval", "depth", "--data", str(data), "--weights", str(stereo), "--split", "all", "--json"]
     assert main([*common, "--mode", "stereo-hybrid", "--refine-weights", str(out / "stereo_refine.safetensors")]) == 0
     assert json.loads(capsys.readouterr().out)["refine"] is True
-    assert main([*common, "--mode", "stereo-hybrid", "--no-refine"]) == 0
+    assert main([*common, "--mode", "stereo-hybrid"]) == 0
     assert json.loads(capsys.readouterr().out)["refine"] is False
-    assert main([*common, "--mode", "stereo", "--no-refine"]) == 2
+    assert main([*common, "--mode", "stereo", "--refine"]) == 2
     assert "stereo-hybrid only" in caplog.text
     assert main(["train", "refine", "--data", str(data), "--minutes", "1", "--out", str(out), "--size", "32x24"]) == 2
     from depth_nodes.depth.train import TrainConfig

@@ -274,7 +274,7 @@ def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rn
     try:
         assert node.estimator is not None and node.estimator.name == estimator
         assert node.estimator.near_pass is (near_pass is None)  # on unless the parameter says false
-        assert getattr(node.estimator, "refiner", None) is not None or backend != "hybrid"  # refine: true
+        assert getattr(node.estimator, "refiner", None) is None  # refine: false by default
         stamp = sec_to_stamp(3.0)
         img = textured_rgb(rng, W, H)
 

@@ -125,10 +125,10 @@ def cmd_eval_depth(args) -> int:
         if args.mode not in STEREO_MODES:
             raise ValueError(f"--no-near-pass applies to the stereo modes only, not {args.mode!r}")
         options["near_pass"] = False
-    if args.no_refine or args.refine_weights:
+    if args.refine or args.refine_weights:
         if args.mode != "stereo-hybrid":
-            raise ValueError(f"--no-refine and --refine-weights apply to stereo-hybrid only, not {args.mode!r}")
-        options.update(refine=not args.no_refine, refine_weights=args.refine_weights)
+            raise ValueError(f"--refine and --refine-weights apply to stereo-hybrid only, not {args.mode!r}")
+        options.update(refine=True, refine_weights=args.refine_weights)
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
@@ -249,10 +249,11 @@ def register(groups) -> None:
     p.add_argument("--no-near-pass", action="store_true",
                    help="stereo modes: skip the half-resolution near pass (the network's, or SGBM's for sgbm), "
                         "which finds surfaces nearer than the full-resolution search range reaches")
-    p.add_argument("--no-refine", action="store_true",
-                   help="stereo-hybrid: skip the learned refinement of the fused disparity")
+    p.add_argument("--refine", action="store_true",
+                   help="stereo-hybrid: refine the fused disparity with the learned refiner (off by default: "
+                        "more accurate held out, but it flew worse; see README)")
     p.add_argument("--refine-weights", default=None,
-                   help="stereo-hybrid: refiner .safetensors (default: packaged stereo_refine)")
+                   help="stereo-hybrid: refiner .safetensors (implies --refine; default: packaged stereo_refine)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

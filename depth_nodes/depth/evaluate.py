@@ -68,8 +68,9 @@ def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames
 
 
 def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = STEREO_REAL_MAX_DISPARITY) -> dict:
-    """Network, SGBM and the hybrid (SGBM, its holes filled by the network) on Middlebury 2014
-    motorcycle (skimage.data.stereo_motorcycle, quarter size).
+    """Network, SGBM and the hybrid (SGBM, its holes filled by the network; also refined, as
+    ``stereo_hybrid_refined``) on Middlebury 2014 motorcycle (skimage.data.stereo_motorcycle,
+    quarter size).
 
     Disparity metrics in pixels at the image's resolution (see metrics.disparity_metrics).
     """
@@ -99,11 +100,12 @@ def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = 
     res["stereo_net"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
                          "status": net.weights_status, "runtime": runtime,
                          "training_steps": net.card.get("training", {}).get("steps")}
-    hybrid = make_estimator("stereo-hybrid", runtime=runtime, weights=weights, max_disparity=max_disparity,
-                            net_size=(w, h), num_disparities=max_disparity)
-    disp, _ = hybrid.disparity(inp)
-    res["stereo_hybrid"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
-                            "status": hybrid.weights_status, "runtime": runtime}
+    for key, refine in (("stereo_hybrid", False), ("stereo_hybrid_refined", True)):
+        hybrid = make_estimator("stereo-hybrid", runtime=runtime, weights=weights, max_disparity=max_disparity,
+                                net_size=(w, h), num_disparities=max_disparity, refine=refine)
+        disp, _ = hybrid.disparity(inp)
+        res[key] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
+                    "status": hybrid.weights_status, "runtime": runtime}
     return res
 
 
@@ -128,9 +130,10 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network
     (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
-    ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU), then the
-    refiner; the stereo network's params and GMAC are not repeated, the refiner's are
-    ``stereo_refine_params`` and ``stereo_refine_gmac_{WxH}`` (it runs at the camera's resolution).
+    ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); the stereo
+    network's params and GMAC are not repeated. ``stereo_hybrid_refined``: the same, then the
+    refiner, whose params and GMAC are ``stereo_refine_params`` and ``stereo_refine_gmac_{WxH}``
+    (it runs at the camera's resolution).
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
     """
     from depth_nodes.depth.flops import count_macs, count_params
@@ -139,14 +142,14 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     rng = np.random.default_rng(0)
     res: dict = {"weights": weights, "repeat": repeat, "batch": 1}
     # the hybrid runs the stereo network (same parameters and GMAC) plus SGBM beside it
-    jobs = [(model, mode, rt) for model, mode in (("mono_radar", "mono-radar"), ("stereo", "stereo"),
-                                                  ("stereo_hybrid", "stereo-hybrid"))
-            for rt in runtimes]
+    cases = (("mono_radar", "mono-radar", {}), ("stereo", "stereo", {}), ("stereo_hybrid", "stereo-hybrid", {}),
+             ("stereo_hybrid_refined", "stereo-hybrid", {"refine": True}))
+    jobs = [(model, mode, options, rt) for model, mode, options in cases for rt in runtimes]
     total = (len(jobs) + 1) * len(sizes)
     with tqdm(total=total, desc="bench models", unit="case") as bar:
-        for model, mode, rt in jobs:
+        for model, mode, options, rt in jobs:
             try:
-                est = make_estimator(mode, runtime=rt, device=device, weights=weights)
+                est = make_estimator(mode, runtime=rt, device=device, weights=weights, **options)
             except RuntimeUnavailableError as exc:  # e.g. no TensorRT here: report, keep benchmarking
                 res[f"{model}_{rt}_unavailable"] = str(exc)
                 bar.update(len(sizes))

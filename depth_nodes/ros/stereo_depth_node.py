@@ -46,8 +46,9 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
     Param("near_pass", True, "Also match the pair at half resolution, which reaches twice the disparity, for "
           "surfaces nearer than the full-resolution search range covers (network and hybrid: the network, about "
           "a quarter more of its time; sgbm: SGBM, about a third more)."),
-    Param("refine", True, "Hybrid backend: refine the fused disparity with the packaged image-guided "
-          "refiner (stereo_refine weights; sharper depth edges, less noise on far surfaces)."),
+    Param("refine", False, "Hybrid backend: refine the fused disparity with the packaged image-guided "
+          "refiner (stereo_refine weights): more accurate depth held out, but it flew worse in the closed-loop "
+          "benchmark, so off by default."),
 )
 
 
