@@ -170,7 +170,8 @@ def register(groups) -> None:
 
     helps = {"mono": "train the mono+radar depth network on a sim dataset",
              "stereo": "train the stereo depth network on a sim dataset",
-             "refine": "train the stereo hybrid's refiner on a sim dataset (worlds the stereo network never saw)"}
+             "refine": "train the stereo hybrid's refiner on a sim dataset (on worlds the stereo network was "
+                       "not trained on)"}
     for task in ("mono", "stereo", "refine"):
         p = groups["train"].add_parser(task, help=helps[task])
         p.add_argument("--data", required=True, help="dataset directory (depth-nodes sim dataset)")

@@ -3,7 +3,7 @@
 ``task``: ``mono`` trains :class:`MonoRadarNet` (radar dropout makes the same
 weights serve ``mono`` and ``mono-radar``), ``stereo`` trains
 :class:`StereoNet`, ``refine`` trains the stereo hybrid's :class:`DisparityRefiner`
-on the hybrid's output for frames of worlds the stereo network never saw
+on the hybrid's output for frames of worlds the stereo network was not trained on
 (:mod:`refine_data`). Checkpoints (all pickle-free) in ``out``:
 ``checkpoint.safetensors`` (model), ``checkpoint_optim.safetensors``
 (AdamW moments) and ``checkpoint.json`` (step, epoch, elapsed seconds,
