@@ -25,12 +25,18 @@ from depth_nodes.depth.interface import DepthInput
 REFINE_CROP = (128, 96)
 
 
+def stereo_weights_path(stereo_weights) -> Path:
+    """The stereo weights file: ``stereo_weights``, or the packaged one for None."""
+    from depth_nodes.depth.model_io import default_weights
+
+    return default_weights("stereo") if stereo_weights is None else Path(stereo_weights)
+
+
 def stereo_training_seeds(stereo_weights) -> list[int]:
     """World seeds the stereo network of ``stereo_weights`` (None: packaged) was trained on."""
-    from depth_nodes.depth.model_io import default_weights, read_card
+    from depth_nodes.depth.model_io import read_card
 
-    path = default_weights("stereo") if stereo_weights is None else Path(stereo_weights)
-    return [int(s) for s in read_card(path).get("data", {}).get("train_world_seeds", [])]
+    return [int(s) for s in read_card(stereo_weights_path(stereo_weights)).get("data", {}).get("train_world_seeds", [])]
 
 
 class RefineDataset(torch.utils.data.Dataset):
@@ -67,10 +73,7 @@ class RefineDataset(torch.utils.data.Dataset):
 
     def _fingerprint(self) -> str:
         """Cache subdirectory name: a digest of the stereo weights (outputs depend on nothing else)."""
-        from depth_nodes.depth.model_io import default_weights
-
-        path = default_weights("stereo") if self.stereo_weights is None else Path(self.stereo_weights)
-        return "hybrid-" + hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+        return "hybrid-" + hashlib.sha1(stereo_weights_path(self.stereo_weights).read_bytes()).hexdigest()[:12]
 
     def _cache_file(self, i: int) -> Path:
         return self.cache / (Path(self.base.frames[i]["file"]).stem + ".npz")
