@@ -52,6 +52,9 @@ class NodeSpec:
 
 #: primitive_planner_node no_return_free_m with the stereo network or hybrid (m; as eval flight uses).
 STEREO_NETWORK_NO_RETURN_FREE_M = 10.0
+#: Wall seconds the mono depth node holds an image for its radar scan under the lockstep simulator
+#: (which waits anyway; the scan normally arrives within milliseconds).
+LOCKSTEP_RADAR_WAIT_S = 0.5
 
 #: depth_source:=gt: the mapper and planner read the simulator's ground-truth depth
 #: (same camera, so the colour camera's info describes it).
@@ -125,7 +128,10 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     if args["depth_source"] == "gt":
         remappings = GT_DEPTH_REMAPPINGS
     elif args["mode"] == "mono":
-        nodes.append(NodeSpec("mono_depth_node", "mono_depth_node", dict(common)))
+        mono = dict(common)
+        if use_sim and args["lockstep"] == "true":
+            mono["radar_wait_s"] = LOCKSTEP_RADAR_WAIT_S  # each image with its own scan, in any arrival order
+        nodes.append(NodeSpec("mono_depth_node", "mono_depth_node", mono))
     else:
         nodes.append(NodeSpec("stereo_depth_node", "stereo_depth_node",
                               {**common, "backend": args["stereo_backend"]}))
@@ -137,6 +143,12 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
         # the stereo network's NaN pixels (the hybrid's too: it fills SGBM's holes with the network)
         # are disparities below its minimum: free space that far at least
         planner["no_return_free_m"] = STEREO_NETWORK_NO_RETURN_FREE_M
+    if use_sim and args["lockstep"] == "true":
+        # the lockstep flight repeats exactly when the planner plans on a map holding each frame and
+        # the mapper and planner take each frame's pose from odometry of its own stamp, never the
+        # sample before it (which one has arrived depends on timing)
+        planner["trigger"] = "map"
+        planner["pose_max_extrapolation_s"] = 0.0
     nodes.append(NodeSpec("primitive_planner_node", "primitive_planner_node", planner, remappings))
     return nodes
 

@@ -112,3 +112,25 @@ def test_stereo_network_disparity_range_scales_with_network_size():
     with pytest.raises(ValueError, match="not a stereo matcher"):
         disparity_range(mono, 64)
 
+
+
+def test_stamped_history_awaits_the_item_due_at_a_stamp():
+    hist = StampedHistory(capacity=4)
+    assert hist.awaits(1000)      # nothing yet: any item may be due
+    hist.add(100, "a")
+    assert hist.awaits(200) and not hist.awaits(100)  # one item: a newer one may be due
+    hist.add(200, "b")
+    assert hist.awaits(300)       # the item of 300 is due
+    assert hist.awaits(280)       # within a quarter interval before the next one
+    assert not hist.awaits(250)   # between items: the newest (200) is the one
+    hist.add(300, "c")
+    assert not hist.awaits(300)
+    # items at half the image rate: an image between them waits for nothing
+    slow = StampedHistory()
+    for t in (0, 200, 400):
+        slow.add(t, t)
+    assert not slow.awaits(500) and slow.awaits(600)
+    same = StampedHistory()
+    same.add(5, "x")
+    same.add(5, "y")
+    assert not same.awaits(100)   # no increasing stamps: no interval

@@ -89,6 +89,21 @@ def test_sim_world_arguments_reach_sim_node():
         graph.parse_launch_args({"density": "crowded"})
 
 
+@pytest.mark.parametrize("lockstep", ["true", "false"])
+def test_lockstep_simulator_makes_the_graph_repeatable(lockstep):
+    nodes = {s.name: s for s in graph.build_graph(graph.parse_launch_args({"use_sim": "true", "mode": "mono",
+                                                                           "lockstep": lockstep}))}
+    planner, mono = nodes["primitive_planner_node"].parameters, nodes["mono_depth_node"].parameters
+    if lockstep == "true":  # plan on the map of each frame, poses of its own stamp, images with their own scan
+        assert planner["trigger"] == "map" and planner["pose_max_extrapolation_s"] == 0.0
+        assert mono["radar_wait_s"] == graph.LOCKSTEP_RADAR_WAIT_S > 0
+    else:  # real time: the nodes' defaults (least latency)
+        assert "trigger" not in planner and "pose_max_extrapolation_s" not in planner
+        assert "radar_wait_s" not in mono
+    real = {s.name: s for s in graph.build_graph(graph.parse_launch_args({"use_sim": "false", "mode": "mono"}))}
+    assert "trigger" not in real["primitive_planner_node"].parameters
+
+
 def test_ros_args_carry_name_namespace_params_and_remaps(tmp_path):
     spec = graph.NodeSpec("n", "n", {"use_sim_time": True, "rate": 5.0, "xy": [14.0, 8.0]}, (("image", "cam/image"),))
     argv = graph.ros_args(spec, tmp_path / "c.yaml", namespace="drone1")

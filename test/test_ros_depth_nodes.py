@@ -307,3 +307,111 @@ def test_cuda_request_falls_back_to_cpu(ctx):
         assert node.diagnostics_values()["device"] == "cpu"
     finally:
         node.destroy_node()
+
+
+def test_mono_node_holds_an_image_for_its_radar_scan(ctx, ns, rng):
+    """radar_wait_s: an image whose scan is due waits for it (arrival order does not matter); one whose
+    scan is here goes at once; a scan that never comes releases the image after the wait."""
+    node = mono_depth_node.MonoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
+        Parameter("radar_wait_s", value=5.0)])
+    h = Harness(ctx, node, {"camera/image_raw": Image, "camera/camera_info": CameraInfo, "radar/points": PointCloud2},
+                {"depth/image": Image})
+    submitted: list[tuple[int, object]] = []
+    submit = node.submit
+    node.submit = lambda header, inp: (submitted.append((stamp_to_ns(header.stamp), inp.radar)), submit(header, inp))
+
+    def scan(t: float) -> PointCloud2:  # one point straight ahead, at a range that names the scan
+        xyz = np.array([[10.0 * t - 95.0, 0.0, 0.0]], np.float32)
+        return xyz_to_cloud_msg(xyz, {"velocity": np.zeros(1, np.float32), "intensity": np.ones(1, np.float32)},
+                                stamp=sec_to_stamp(t), frame_id="radar")
+
+    def image(t: float) -> Image:
+        return array_to_image_msg(textured_rgb(rng, W, H), "rgb8", stamp=sec_to_stamp(t), frame_id="cam")
+
+    def ranges(k: int) -> float:  # camera z of the scan paired with submitted image k
+        return float(np.asarray(submitted[k][1])[0, 2])
+
+    try:
+        h.publish(camera__camera_info=pinhole_to_camera_info_msg(CAMERA, stamp=sec_to_stamp(10.0)))
+        assert spin_until(h.ex, lambda: node.camera is not None, timeout_s=10.0)
+        for t in (10.0, 10.1):
+            h.publish(radar__points=scan(t))
+        assert spin_until(h.ex, lambda: len(node.radar) == 2, timeout_s=10.0)
+        # the image of 10.2 comes before its scan: held
+        h.publish(camera__image_raw=image(10.2))
+        assert spin_until(h.ex, lambda: node._held is not None, timeout_s=10.0)
+        spin_until(h.ex, lambda: False, timeout_s=0.3)
+        assert submitted == []
+        h.publish(radar__points=scan(10.2))
+        assert spin_until(h.ex, lambda: len(submitted) == 1, timeout_s=3.0)
+        assert submitted[0][0] == stamp_to_ns(sec_to_stamp(10.2))
+        assert ranges(0) == pytest.approx(7.0, abs=0.1)  # the scan of 10.2 (10.1's reads 6 m)
+        # scan first, then the image: no wait (the wait would be 5 s)
+        h.publish(radar__points=scan(10.3))
+        assert spin_until(h.ex, lambda: len(node.radar) == 4, timeout_s=10.0)
+        h.publish(camera__image_raw=image(10.3))
+        assert spin_until(h.ex, lambda: len(submitted) == 2, timeout_s=3.0)
+        assert ranges(1) == pytest.approx(8.0, abs=0.1)
+        # a newer image releases a held one with what has arrived
+        h.publish(camera__image_raw=image(10.4))
+        assert spin_until(h.ex, lambda: node._held is not None, timeout_s=10.0)
+        h.publish(camera__image_raw=image(10.5))
+        assert spin_until(h.ex, lambda: len(submitted) == 3, timeout_s=3.0)
+        assert submitted[2][0] == stamp_to_ns(sec_to_stamp(10.4)) and ranges(2) == pytest.approx(8.0, abs=0.1)
+        assert node._held is not None and node._held[1] == stamp_to_ns(sec_to_stamp(10.5))
+        assert node.radar_wait_timeouts == 0
+    finally:
+        h.close()
+
+
+def test_mono_node_releases_a_held_image_after_the_wait(ctx, ns, rng):
+    node = mono_depth_node.MonoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
+        Parameter("radar_wait_s", value=0.2)])
+    h = Harness(ctx, node, {"camera/image_raw": Image, "camera/camera_info": CameraInfo, "radar/points": PointCloud2},
+                {"depth/image": Image})
+    try:
+        h.publish(camera__camera_info=pinhole_to_camera_info_msg(CAMERA, stamp=sec_to_stamp(20.0)))
+        assert spin_until(h.ex, lambda: node.camera is not None, timeout_s=10.0)
+        for t in (20.0, 20.1):
+            h.publish(radar__points=radar_msg(sec_to_stamp(t)))
+        assert spin_until(h.ex, lambda: len(node.radar) == 2, timeout_s=10.0)
+        stamp = sec_to_stamp(20.2)
+        h.publish(camera__image_raw=array_to_image_msg(textured_rgb(rng, W, H), "rgb8", stamp=stamp))
+        assert spin_until(h.ex, lambda: h.with_stamp("depth/image", stamp_to_ns(stamp)), timeout_s=20.0)
+        assert node.radar_wait_timeouts == 1 and node._held is None
+        assert node.frames_without_radar == 0  # paired with the scan of 20.1 (within radar_max_age_s)
+    finally:
+        h.close()
+
+
+def test_mono_node_without_any_radar_waits_only_once(ctx, ns, rng):
+    node = mono_depth_node.MonoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
+        Parameter("radar_wait_s", value=0.2)])
+    h = Harness(ctx, node, {"camera/image_raw": Image, "camera/camera_info": CameraInfo}, {"depth/image": Image})
+    try:
+        h.publish(camera__camera_info=pinhole_to_camera_info_msg(CAMERA, stamp=sec_to_stamp(30.0)))
+        assert spin_until(h.ex, lambda: node.camera is not None, timeout_s=10.0)
+        for k, t in enumerate((30.0, 30.1, 30.2)):
+            stamp = sec_to_stamp(t)
+            h.publish(camera__image_raw=array_to_image_msg(textured_rgb(rng, W, H), "rgb8", stamp=stamp))
+            assert spin_until(h.ex, lambda: h.with_stamp("depth/image", stamp_to_ns(stamp)), timeout_s=20.0), k
+        # the first image waited for a scan that never came; the others went at once, without radar
+        assert node.radar_wait_timeouts == 1 and node.frames_without_radar == 3
+    finally:
+        h.close()
+
+
+def test_mono_node_image_before_the_first_camera_info_waits_for_it(ctx, ns, rng):
+    node = mono_depth_node.MonoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + [
+        Parameter("mode", value="mono")])
+    h = Harness(ctx, node, {"camera/image_raw": Image, "camera/camera_info": CameraInfo}, {"depth/image": Image})
+    try:
+        stamp = sec_to_stamp(40.0)
+        h.publish(camera__image_raw=array_to_image_msg(textured_rgb(rng, W, H), "rgb8", stamp=stamp))
+        assert spin_until(h.ex, lambda: node._early_image is not None, timeout_s=10.0)
+        assert node.rejections.total("camera/image_raw") == 0
+        h.publish(camera__camera_info=pinhole_to_camera_info_msg(CAMERA, stamp=stamp))
+        assert spin_until(h.ex, lambda: h.with_stamp("depth/image", stamp_to_ns(stamp)), timeout_s=20.0)
+        assert node._early_image is None and node.rejections.total("camera/image_raw") == 0
+    finally:
+        h.close()

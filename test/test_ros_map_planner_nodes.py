@@ -354,3 +354,41 @@ def test_map_is_extracted_only_while_someone_subscribes(rig, monkeypatch):
         assert not calls, "the map was extracted with nobody subscribed to map/points"
     finally:
         vehicle.node.create_subscription(PointCloud2, "map/points", vehicle.points.append, 10)
+
+
+class _FakeNode:
+    """What DepthFrameInput uses of a node: subscriptions, counters, a clock, parameters."""
+
+    def __init__(self):
+        self.callbacks, self.received_on, self.rejected = {}, [], []
+
+    def create_subscription(self, _type, topic, callback, _qos, callback_group=None):
+        self.callbacks[topic] = callback
+
+    def received(self, topic):
+        self.received_on.append(topic)
+
+    def reject(self, topic, reason):
+        self.rejected.append((topic, reason))
+
+    def get_clock(self):
+        return rclpy.clock.Clock()
+
+    def param(self, name):
+        return {"max_image_side": 4096}[name]
+
+
+def test_depth_image_before_the_first_camera_info_waits_for_it():
+    from depth_nodes.ros.tsdf_mapper_node import DepthFrameInput
+
+    node, frames = _FakeNode(), []
+    DepthFrameInput(node, lambda stamp, depth, cam: frames.append((stamp, cam.size)))
+    depth = np.full((CAM.height, CAM.width), 4.0, np.float32)
+    for t in (10.0, 10.1):  # both before any camera info: only the newer is kept
+        node.callbacks["depth/image"](array_to_image_msg(depth, "32FC1", stamp=t, frame_id=CAM.frame_id))
+    assert frames == [] and node.rejected == [("depth/image", "no depth/camera_info received yet")]
+    node.callbacks["depth/camera_info"](pinhole_to_camera_info_msg(CAM, stamp=10.1))
+    assert frames == [(pytest.approx(10.1), CAM.size)]
+    assert node.received_on.count("depth/image") == 2  # the held image is not counted twice
+    node.callbacks["depth/camera_info"](pinhole_to_camera_info_msg(CAM, stamp=10.2))
+    assert len(frames) == 1  # nothing held any more

@@ -56,6 +56,20 @@ class StampedHistory:
     def add(self, stamp_ns: int, item: Any) -> None:
         self._items.append((int(stamp_ns), item))
 
+    def awaits(self, t_ns: int) -> bool:
+        """True when an item stamped at or just before ``t_ns`` may be due but is not here yet: the
+        newest stamp plus the median stamp interval lies within a quarter interval after ``t_ns``, or
+        earlier. Before an interval is known (fewer than two items): no item yet, or the one item is
+        older than ``t_ns``. False when the stamps do not increase."""
+        if len(self._items) < 2:
+            return not self._items or self._items[-1][0] < int(t_ns)
+        stamps = [s for s, _ in self._items]
+        gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+        period = gaps[len(gaps) // 2]
+        if period <= 0:
+            return False
+        return stamps[-1] + period <= int(t_ns) + period // 4
+
     def newest_within(self, t_ns: int, max_age_ns: int) -> tuple[int, Any] | None:
         """The newest (stamp_ns, item) with ``|stamp - t| <= max_age_ns``, else None."""
         best = None

@@ -77,6 +77,8 @@ class Mapper:
         self._esdf_cached: EsdfGrid | None = None
         self.esdf_cache_hits = 0
         self.esdf_cache_misses = 0
+        self.processed_stamp: float | None = None  # newest stamp integrate() has finished with (fused or refused)
+        self._listeners: list = []
 
     @property
     def config(self) -> TsdfConfig:
@@ -103,6 +105,11 @@ class Mapper:
         """``T_world_cam`` at ``stamp`` (ValueError when no pose is available)."""
         return self.poses.lookup(stamp) @ self.T_body_cam
 
+    def add_listener(self, callback) -> None:
+        """Call ``callback(stamp)`` after each :meth:`integrate` (fused, refused or failed), outside the
+        lock, e.g. to plan on a map that holds that frame."""
+        self._listeners.append(callback)
+
     def integrate(self, stamp: float, depth, camera: PinholeCamera, confidence=None,
                   color=None) -> IntegrationResult:
         """Fuse a depth frame taken at ``stamp`` (seconds).
@@ -111,7 +118,19 @@ class Mapper:
         intrinsics, ``confidence`` optional (H, W) 0..1, ``color`` optional
         (H, W, 3) uint8 RGB. Returns ``accepted=False`` with the reason (map
         untouched) when no pose brackets the stamp or the frame is invalid.
+        Afterwards :attr:`processed_stamp` is ``stamp`` (if newer) and the listeners are called,
+        also when the map raised.
         """
+        try:
+            return self._integrate(stamp, depth, camera, confidence, color)
+        finally:
+            with self._lock:
+                if self.processed_stamp is None or stamp > self.processed_stamp:
+                    self.processed_stamp = float(stamp)
+            for callback in list(self._listeners):
+                callback(float(stamp))
+
+    def _integrate(self, stamp, depth, camera, confidence, color) -> IntegrationResult:
         t0 = time.perf_counter()
         try:
             T_world_cam = self.camera_pose(stamp)

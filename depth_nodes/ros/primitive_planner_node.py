@@ -55,8 +55,10 @@ NODE_NAME = "primitive_planner_node"
 PARAMS: tuple[Param, ...] = (
     Param("rate_hz", 10.0, "Planning rate (Hz); with trigger depth, the rate of the stale-depth check.", 0.5, 100.0),
     Param("trigger", "depth", "When to plan: depth (on every new depth frame once odometry reaches its stamp: "
-          "least latency, and a lockstep simulator waits for exactly that plan) or timer (at rate_hz on the "
-          "newest depth frame).", choices=("depth", "timer")),
+          "least latency), map (the same, once the mapper has also integrated that frame: the plan sees a map "
+          "holding it, and a lockstep simulator's flight repeats exactly; costs the integration's latency; "
+          "mav_nav.launch.py sets it for the lockstep simulator) or timer (at rate_hz on the newest depth frame).",
+          choices=("depth", "map", "timer")),
     Param("robot_radius", 0.25, "Vehicle radius for collision checking (metres).", 0.01, 5.0),
     Param("margin", 0.1, "Extra clearance kept from obstacles beyond robot_radius (metres).", 0.0, 5.0),
     Param("speeds", [0.5, 1.0, 2.0, 3.0], "Horizontal end speeds of the primitive fan (m/s)."),
@@ -147,7 +149,11 @@ class PrimitivePlannerNode(BaseNode):
         # own odometry history for depth-frame poses: a frame is planned on as soon as *this* node's odometry
         # brackets its stamp (the shared mapper's history is filled by the other node's callbacks)
         self.poses = PoseBuffer(max_age_s=mapper.poses.max_age_s, max_extrapolation_s=mapper.poses.max_extrapolation_s)
-        self.trigger_on_depth = self.param("trigger") == "depth"
+        self.trigger_on_depth = self.param("trigger") in ("depth", "map")
+        self.wait_for_map = self.param("trigger") == "map"
+        if self.wait_for_map:
+            mapper.add_listener(lambda _stamp: self._plan_on_new_depth())
+        self._first_tick: float | None = None  # clock time of the first timer cycle (s)
         self._timer_plan_due = False  # a timer cycle found no odometry: plan when it arrives
         # depth-triggered cycles run from a guard condition: frames that arrive while a cycle runs
         # are coalesced into one cycle on the newest (a late planner never works through a backlog)
@@ -185,7 +191,7 @@ class PrimitivePlannerNode(BaseNode):
         self._odom = (stamp, T, vel)
         self.poses.add(stamp, T)
         if self._timer_plan_due:
-            self.plan_once()
+            self._on_timer()  # decided again: the odometry may make the cycle unnecessary
         self._plan_on_new_depth()
 
     def _on_goal(self, msg: PoseStamped) -> None:
@@ -213,10 +219,16 @@ class PrimitivePlannerNode(BaseNode):
         return span is None or stamp > span[1] + self.poses.max_extrapolation_s
 
     def _depth_ready(self) -> bool:
-        return self._depth is not None and not self._awaits_odometry(self._depth[0])
+        if self._depth is None or self._awaits_odometry(self._depth[0]):
+            return False
+        if self.wait_for_map:
+            integrated = self.mapper.processed_stamp
+            return integrated is not None and integrated >= self._depth[0]
+        return True
 
     def _plan_on_new_depth(self) -> None:
-        """trigger=depth: plan once the pending depth frame's pose is known (stamped no earlier than it)."""
+        """trigger=depth|map: plan once the pending depth frame's pose is known (stamped no earlier than it)
+        and, with map, the mapper has integrated it."""
         if self.trigger_on_depth and self._depth_ready():
             self._plan_guard.trigger()
 
@@ -225,11 +237,21 @@ class PrimitivePlannerNode(BaseNode):
             self.plan_once(not_before=self._depth[0])
 
     def _on_timer(self) -> None:
-        """trigger=timer: plan. trigger=depth: plan (brake) only when depth is stale or missing."""
+        """trigger=timer: plan. trigger=depth|map: plan (brake) only when depth (with map: the map) is stale
+        or has been missing for depth_timeout_s since the first cycle."""
         newest = self.depth_input.newest_stamp
+        if self.wait_for_map and newest is not None:
+            integrated = self.mapper.processed_stamp  # a mapper that falls behind makes the map stale
+            newest = None if integrated is None else min(newest, integrated)
         now = self.get_clock().now().nanoseconds * 1e-9
+        if self._first_tick is None and now > 0:
+            self._first_tick = now
         odom_fresh = self._odom is not None and now - self._odom[0] <= self.config.odom_timeout_s
-        if self.trigger_on_depth and odom_fresh and newest is not None and now - newest < self.config.depth_timeout_s:
+        # no depth yet: wait depth_timeout_s from the first cycle before braking, so the first frame, not
+        # a start-up brake, answers a lockstep simulator's first camera frame
+        since = newest if newest is not None else self._first_tick
+        if self.trigger_on_depth and odom_fresh and since is not None and now - since < self.config.depth_timeout_s:
+            self._timer_plan_due = False
             return  # stale odometry brakes on the timer too: without it no depth frame gets a pose
         self._timer_plan_due = True
         self.plan_once()

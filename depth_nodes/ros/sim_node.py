@@ -14,8 +14,11 @@ does not depend on CPU speed. The answering trajectory resumes stepping at once,
 one step per executor round up to the next camera frame (no fast polling while
 waiting: it would take CPU from the nodes it waits for). Otherwise time advances
 at ``realtime_factor``. In lockstep the first step also waits (at most
-``lockstep_timeout_s``) until a ``planner/trajectory`` publisher is matched, so
-the first frame is not published before the planner can receive it.
+``lockstep_timeout_s``) until a ``planner/trajectory`` publisher is matched and
+every subscription the ROS graph knows on the clock and sensor topics is
+matched to this node's publisher, and then ``lockstep_start_settle_s`` more, so
+no node misses the first frame (a best-effort message is lost to a subscriber
+whose side has not matched this publisher yet).
 
 Publishes: camera/image_raw + camera/camera_info, stereo/{left,right}/image_rect +
 camera_info, radar/points, odom (map -> base_link, body twist), ground_truth/depth,
@@ -80,6 +83,9 @@ PARAMS = (
     Param("lockstep", True, "Wait for a planner/trajectory stamped at or after each camera frame before advancing."),
     Param("lockstep_timeout_s", 2.0, "Wall-clock seconds to wait for the planner in lockstep before advancing anyway.",
           0.001, 60.0),
+    Param("lockstep_start_settle_s", 1.0, "In lockstep, wall seconds between every known subscriber being matched "
+          "and the first frame: a subscriber's side of a match can lag this node's, and a first frame it misses "
+          "stalls lockstep for lockstep_timeout_s.", 0.0, 10.0),
     Param("realtime_factor", 1.0, "Simulated seconds per wall second when not in lockstep.", 0.01, 100.0),
     Param("max_duration_s", 0.0, "Stop after this much simulated time (s); 0 = no limit.", 0.0, 86400.0),
     Param("goal_from_world", True, "Use the world's goal; false: use goal_xyz."),
@@ -144,9 +150,14 @@ class SimNode(BaseNode):
         self.pub_status = pub(String, "sim/status", LATCHED_QOS)
         self.pub_spec = pub(String, "sim/world_spec", LATCHED_QOS)
         self.pub_goal = pub(PoseStamped, "goal_pose", LATCHED_QOS)
+        self._stream_pubs = [self.pub_clock, self.pub_image, self.pub_info, self.pub_odom]
+        self._stream_pubs += [x for pair in getattr(self, "pub_stereo", []) for x in pair]
+        self._stream_pubs += [self.pub_radar] if self.pub_radar is not None else []
+        self._stream_pubs += [self.pub_gt_depth, self.pub_gt_odom] if self.publish_gt else []
         self._traj_sub = self.create_subscription(MultiDOFJointTrajectory, "planner/trajectory",
                                                   self._on_trajectory, 10)
         self._created = time.monotonic()
+        self._matched_since: float | None = None  # lockstep start: wall time all subscribers were matched
 
         t0 = ns_to_time(self.sim.time_ns())
         self.pub_spec.publish(String(data=self.world.spec.to_json()))
@@ -194,11 +205,27 @@ class SimNode(BaseNode):
         self._tick()
 
     def _on_timer(self) -> None:
-        if self.lockstep and self.sim.k == 0 and self._wait is None and self._traj_sub.get_publisher_count() == 0 \
-                and time.monotonic() - self._created < self.timeout_s:
-            return  # lockstep start: no planner matched yet
+        if self.lockstep and self.sim.k == 0 and self._wait is None and not self._ready_to_start():
+            return  # lockstep start: the planner or a subscriber is not matched yet
         if not self._resume_pending:  # lockstep: the resume chain is stepping already
             self._tick()
+
+    def _ready_to_start(self) -> bool:
+        """Lockstep start: matched (see :meth:`_graph_matched`) for lockstep_start_settle_s, or never matched
+        within lockstep_timeout_s (start anyway)."""
+        now = time.monotonic()
+        if not self._graph_matched():
+            self._matched_since = None
+            return now - self._created >= self.timeout_s
+        if self._matched_since is None:
+            self._matched_since = now
+        return now - self._matched_since >= self.param("lockstep_start_settle_s")
+
+    def _graph_matched(self) -> bool:
+        """A planner/trajectory publisher is matched, and so is every known subscription on our streams."""
+        if self._traj_sub.get_publisher_count() == 0:
+            return False
+        return all(p.get_subscription_count() >= self.count_subscribers(p.topic_name) for p in self._stream_pubs)
 
     def _tick(self) -> None:
         if self.ended is not None and self.on_end == "stop":

@@ -98,13 +98,15 @@ class DepthFrameInput:
     rejects the others on ``node`` with the reason, among them frames stamped
     ahead of the clock or not after the newest accepted frame (a looping bag:
     an old stamp would fuse today's depth at an old pose) unless the clock
-    itself went back.
+    itself went back. An image that comes before the first camera info (separate
+    best-effort streams need not arrive in order) waits for it, the newest one only.
     """
 
     def __init__(self, node: BaseNode, on_frame, callback_group=None):
         self.node = node
         self.on_frame = on_frame
         self.camera = None
+        self._early: Image | None = None  # the newest image received before any camera info
         self.newest_stamp: float | None = None
         node.create_subscription(CameraInfo, "depth/camera_info", self._on_info, SENSOR_QOS,
                                  callback_group=callback_group)
@@ -116,11 +118,18 @@ class DepthFrameInput:
             self.camera = camera_info_to_pinhole(msg)
         except ValueError as exc:
             self.node.reject("depth/camera_info", str(exc))
+            return
+        early, self._early = self._early, None
+        if early is not None:
+            self._on_depth(early, counted=True)
 
-    def _on_depth(self, msg: Image) -> None:
-        self.node.received("depth/image")
+    def _on_depth(self, msg: Image, counted: bool = False) -> None:
+        if not counted:
+            self.node.received("depth/image")
         if self.camera is None:
-            self.node.reject("depth/image", "no depth/camera_info received yet")
+            if self._early is not None:
+                self.node.reject("depth/image", "no depth/camera_info received yet")
+            self._early = msg
             return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
@@ -224,9 +233,11 @@ class TsdfMapperNode(BaseNode):
 
     def _on_frame(self, stamp: float, depth: np.ndarray, camera) -> None:
         conf = self._matching_confidence(stamp, depth.shape) if self.param("use_confidence") else None
-        if self.mapper.awaits_odometry(stamp):  # odometry lags the depth frame: integrate when it arrives
+        # odometry lags the depth frame (or none came yet): integrate when it arrives
+        if self.mapper.poses.span is None or self.mapper.awaits_odometry(stamp):
             if self._pending is not None:
-                self.reject("depth/image", f"frame {self._pending[0]:.6f} superseded before odometry reached it")
+                why = "no odometry received yet" if self.mapper.poses.span is None else "odometry did not reach it"
+                self.reject("depth/image", f"frame {self._pending[0]:.6f} superseded: {why}")
             self._pending = (stamp, depth, camera, conf)
             return
         self._integrate(stamp, depth, camera, conf)
