@@ -53,8 +53,9 @@ class NodeSpec:
 #: primitive_planner_node no_return_free_m with the stereo network or hybrid (m; as eval flight uses).
 STEREO_NETWORK_NO_RETURN_FREE_M = 10.0
 #: Wall seconds the mono depth node holds an image for its radar scan under the lockstep simulator
-#: (which waits anyway; the scan normally arrives within milliseconds).
-LOCKSTEP_RADAR_WAIT_S = 0.5
+#: (which waits anyway; the scan normally arrives within milliseconds, but a starved process runs
+#: the release timer before the scan's callback).
+LOCKSTEP_RADAR_WAIT_S = 2.0
 
 #: depth_source:=gt: the mapper and planner read the simulator's ground-truth depth
 #: (same camera, so the colour camera's info describes it).

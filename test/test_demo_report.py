@@ -154,3 +154,7 @@ def test_graph_flights_get_the_benchmark_ceiling_above_the_start():
     assert params["sim_node"] == given["sim_node"] and "primitive_planner_node" not in given  # a copy
     own = with_flight_ceiling({"primitive_planner_node": {"max_altitude": 9.0}}, float(world.start[2]))
     assert own["primitive_planner_node"]["max_altitude"] == 9.0  # the caller's ceiling wins
+    low = with_flight_ceiling(given, float(world.start[2]), 1.0)  # the demo's lower ceiling
+    assert low["primitive_planner_node"]["max_altitude"] == pytest.approx(world.start[2] + 1.0)
+    with pytest.raises(ValueError, match="above the start"):
+        with_flight_ceiling(given, float(world.start[2]), 0.0)

@@ -18,8 +18,12 @@ import numpy as np
 
 from depth_nodes.cliutil import emit_json, run_info
 from depth_nodes.depth.interface import MODES
+from depth_nodes.eval.flight import CEILING_ABOVE_START_M
 
 log = logging.getLogger("depth_nodes.demo")
+
+#: The demo's flight ceiling above the start (m): under the forest's crowns and high branches (README).
+DEMO_CEILING_M = 1.0
 
 
 def _depth_frames_figure(world, cfg, result, n: int = 4):
@@ -55,7 +59,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _print_graph_summary(s: dict) -> None:
     w = sys.stdout.write
     w("\n=== depth_nodes demo: closed-loop flight of the node graph over DDS (lockstep, simulated time) ===\n")
-    w(f"world            {s['world']}; depth source: {s['depth']}\n")
+    ceiling = s.get("ceiling_above_start_m")
+    w(f"world            {s['world']}; depth source: {s['depth']}"
+      + ("" if ceiling is None else f"; ceiling {ceiling:g} m above the start") + "\n")
     w(f"goal reached     {'YES' if s['goal_reached'] else 'NO'} ({s['end']}; "
       f"{s['distance_to_goal_m']:.2f} m from the goal at the end)\n")
     w(f"collisions       {s['collisions']}\n")
@@ -88,8 +94,10 @@ def cmd_demo(args) -> int:
 
     world_args = {"world": args.world, "density": args.density, "seed": str(args.seed), "extent": args.extent}
     log.info("demo over DDS: %s", world_args)
+    if not args.ceiling > 0:
+        raise ValueError(f"--ceiling must be > 0 m above the start, got {args.ceiling}")
     summary = run_graph_demo(args.depth, world_args, Path(args.out), image_size=_parse_size(args.image_size),
-                             timeout_s=args.timeout, progress=not args.json)
+                             timeout_s=args.timeout, progress=not args.json, ceiling_m=args.ceiling)
     summary["run"] = run_info(data=f"simulated {args.world} world, seed {args.seed}", seed=args.seed,
                               device="cpu", launch=world_args)
     ok = summary["goal_reached"] and not summary["collisions"]
@@ -160,6 +168,9 @@ def register_demo(root) -> None:
     p.add_argument("--depth", default="mono-radar", choices=MODES + ("gt",),
                    help="depth source (gt: the simulator's ground-truth depth)")
     p.add_argument("--image-size", default="160x120", help="simulated camera WIDTHxHEIGHT (graph only)")
+    p.add_argument("--ceiling", type=float, default=DEMO_CEILING_M,
+                   help="the planner's ceiling above the start, metres (graph only; `eval flight` uses "
+                        f"{CEILING_ABOVE_START_M:g}, see README)")
     p.add_argument("--timeout", type=float, default=240.0, help="wall seconds allowed for the flight (graph only)")
     p.add_argument("--in-process", action="store_true",
                    help="run the loop in this process without ROS (the pre-graph demo)")

@@ -81,14 +81,18 @@ def launch_world(args: dict[str, str]):
     return build_world(WorldSpec.from_params(args["world"], args["seed"], args["density"], extent))
 
 
-def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float) -> dict[str, dict]:
-    """``node_params`` with the planner's ceiling ``CEILING_ABOVE_START_M`` above the start, as
-    `eval flight` flies, unless they set ``max_altitude`` themselves."""
+def with_flight_ceiling(node_params: dict[str, dict] | None, start_z: float,
+                        above_start_m: float | None = None) -> dict[str, dict]:
+    """``node_params`` with the planner's ceiling ``above_start_m`` above the start (default
+    ``CEILING_ABOVE_START_M``, as `eval flight` flies), unless they set ``max_altitude`` themselves."""
     from depth_nodes.eval.flight import CEILING_ABOVE_START_M
 
+    above = CEILING_ABOVE_START_M if above_start_m is None else float(above_start_m)
+    if not above > 0:
+        raise ValueError(f"the ceiling must be above the start, got {above} m")
     params = {k: dict(v) for k, v in (node_params or {}).items()}
     planner = params.setdefault("primitive_planner_node", {})
-    planner.setdefault("max_altitude", float(start_z) + CEILING_ABOVE_START_M)
+    planner.setdefault("max_altitude", float(start_z) + above)
     return params
 
 
@@ -123,9 +127,11 @@ def _readiness(args: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str, dict] | None = None,
-              timeout_s: float = 240.0, record: bool = True, progress: bool = True) -> GraphFlight:
+              timeout_s: float = 240.0, record: bool = True, progress: bool = True,
+              ceiling_m: float | None = None) -> GraphFlight:
     """Run the graph for one episode (see module doc); ``node_params`` override config/mav_nav.yaml
-    per node, ``out_dir`` receives params.yaml and the bag (``out_dir/bag``, replaced if present)."""
+    per node, ``out_dir`` receives params.yaml and the bag (``out_dir/bag``, replaced if present);
+    ``ceiling_m``: the planner's ceiling above the start (default: the flight benchmark's)."""
     import shutil
 
     import rclpy
@@ -147,7 +153,7 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
         raise ValueError("fly_graph needs the simulator (use_sim:=true)")
     world = launch_world(args)
     # the flight benchmark's ceiling: above it forest crowns end flights on estimated depth
-    config = write_config(out_dir / "params.yaml", with_flight_ceiling(node_params, float(world.start[2])))
+    config = write_config(out_dir / "params.yaml", with_flight_ceiling(node_params, float(world.start[2]), ceiling_m))
     children, args = build_children({**launch_args, "config": str(config)})
     bag = out_dir / "bag" if record else None
     env = dict(os.environ)
@@ -286,15 +292,17 @@ def flight_summary(flight: GraphFlight, rec, world) -> dict:
 
 
 def run_graph_demo(depth: str, world_args: dict[str, str], out_dir: Path, image_size: tuple[int, int] = (160, 120),
-                   timeout_s: float = 240.0, lockstep_timeout_s: float = 10.0, progress: bool = True) -> dict:
+                   timeout_s: float = 240.0, lockstep_timeout_s: float = 10.0, progress: bool = True,
+                   ceiling_m: float | None = None) -> dict:
     """Fly the graph (``world_args``: world, density, seed, extent launch arguments), decode the bag and
-    write the report to ``out_dir``; returns the summary (see :func:`flight_summary`)."""
+    write the report to ``out_dir``; returns the summary (see :func:`flight_summary`). ``ceiling_m``:
+    the planner's ceiling above the start (default: the flight benchmark's)."""
     from depth_nodes.eval.demo_report import read_flight_bag, write_demo_report
 
     wall0 = time.monotonic()
     launch = {**DEPTH_CHOICES[depth], **world_args}
     flight = fly_graph(launch, out_dir, demo_node_params(depth, image_size, lockstep_timeout_s),
-                       timeout_s=timeout_s, progress=progress)
+                       timeout_s=timeout_s, progress=progress, ceiling_m=ceiling_m)
     args, world = flight.launch_args, flight.world
     rec = None
     try:
@@ -303,7 +311,7 @@ def run_graph_demo(depth: str, world_args: dict[str, str], out_dir: Path, image_
         log.error("cannot read the flight's bag: %s", exc)
     summary = flight_summary(flight, rec, world)
     summary.update({"world": f"{args['world']} ({args['density']}, extent {args['extent'] or 'default'}, "
-                             f"seed {args['seed']})", "depth": depth,
+                             f"seed {args['seed']})", "depth": depth, "ceiling_above_start_m": ceiling_m,
                     "title": f"demo over DDS: {args['world']} {args['density']}, depth {depth}"})
     files = write_demo_report(out_dir, summary, rec, world, world.goal, summary["stage_latencies_ms"])
     summary["report"] = str(files["report"])

@@ -66,20 +66,22 @@ class MonoDepthNode(DepthNodeBase):
         self._radar_interval_unknown_timed_out = False
         self.use_radar = self.param("mode") == "mono-radar"
         self.T_camera_radar = None
-        self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS)
-        if self.use_radar:
-            self.create_subscription(PointCloud2, "radar/points", self.on_radar, SENSOR_QOS)
-            if self.param("radar_wait_s") > 0:
-                self.create_timer(RADAR_WAIT_POLL_S, self._release_if_waited)
         try:
             self.T_camera_radar = pose_from_xyz_qxyzw(self.param("radar_to_camera_xyz_qxyzw"),
                                                       "radar_to_camera_xyz_qxyzw")
             net_size = self.net_size()
         except ValueError as exc:
             self.fail(str(exc))
-            return
-        self.start_estimator(self.param("mode"), net_size=net_size)
+        else:
+            self.start_estimator(self.param("mode"), net_size=net_size)
+        # subscribed only now: a node that shows its subscriptions can process what they bring (the
+        # estimator's warm-up takes the CPU for a while, and a lockstep simulator starts on them)
+        self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, SENSOR_QOS)
+        self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS)
+        if self.use_radar:
+            self.create_subscription(PointCloud2, "radar/points", self.on_radar, SENSOR_QOS)
+            if self.param("radar_wait_s") > 0:
+                self.create_timer(RADAR_WAIT_POLL_S, self._release_if_waited)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         topic = "camera/camera_info"

@@ -60,11 +60,6 @@ class StereoDepthNode(DepthNodeBase):
         self.cameras: dict[str, PinholeCamera | None] = {s: None for s in SIDES}
         self.pairer = ExactStampPairer(PAIR_BUFFER)
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", SENSOR_QOS)
-        for side in SIDES:
-            self.create_subscription(CameraInfo, f"stereo/{side}/camera_info",
-                                     lambda msg, s=side: self.on_camera_info(s, msg), SENSOR_QOS)
-            self.create_subscription(Image, f"stereo/{side}/image_rect",
-                                     lambda msg, s=side: self.on_image(s, msg), SENSOR_QOS)
         backend, max_disp = self.param("backend"), self.param("max_disparity")
         try:
             if backend == "sgbm":
@@ -78,8 +73,14 @@ class StereoDepthNode(DepthNodeBase):
                 options["refine"] = self.param("refine")
         except ValueError as exc:
             self.fail(str(exc))
-            return
-        self.start_estimator(BACKEND_MODES[backend], **options)
+        else:
+            self.start_estimator(BACKEND_MODES[backend], **options)
+        # subscribed after the estimator's warm-up (see mono_depth_node)
+        for side in SIDES:
+            self.create_subscription(CameraInfo, f"stereo/{side}/camera_info",
+                                     lambda msg, s=side: self.on_camera_info(s, msg), SENSOR_QOS)
+            self.create_subscription(Image, f"stereo/{side}/image_rect",
+                                     lambda msg, s=side: self.on_image(s, msg), SENSOR_QOS)
 
     def on_camera_info(self, side: str, msg: CameraInfo) -> None:
         topic = f"stereo/{side}/camera_info"
