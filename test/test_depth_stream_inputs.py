@@ -130,7 +130,16 @@ def test_stamped_history_awaits_the_item_due_at_a_stamp():
     for t in (0, 200, 400):
         slow.add(t, t)
     assert not slow.awaits(500) and slow.awaits(600)
-    same = StampedHistory()
-    same.add(5, "x")
-    same.add(5, "y")
-    assert not same.awaits(100)   # no increasing stamps: no interval
+    back = StampedHistory()
+    back.add(5, "x")
+    back.add(3, "y")
+    assert not back.awaits(100)   # no increasing stamps: no interval
+
+
+def test_stamped_history_replaces_a_repeated_newest_item():
+    hist = StampedHistory(capacity=3)
+    hist.add(100, "a")
+    hist.add(200, "b")
+    hist.add(200, "b again")  # the same message sent twice: one entry, the newer copy
+    assert len(hist) == 2 and hist.newest_within(200, 0) == (200, "b again")
+    assert hist.awaits(300)  # the interval stays 100, not 0

@@ -392,3 +392,19 @@ def test_depth_image_before_the_first_camera_info_waits_for_it():
     assert node.received_on.count("depth/image") == 2  # the held image is not counted twice
     node.callbacks["depth/camera_info"](pinhole_to_camera_info_msg(CAM, stamp=10.2))
     assert len(frames) == 1  # nothing held any more
+
+
+def test_repeated_depth_frame_is_neither_used_twice_nor_rejected():
+    from depth_nodes.ros.tsdf_mapper_node import DepthFrameInput
+
+    node, frames, repeats = _FakeNode(), [], []
+    DepthFrameInput(node, lambda stamp, depth, cam: frames.append(stamp), on_repeat=repeats.append)
+    node.callbacks["depth/camera_info"](pinhole_to_camera_info_msg(CAM, stamp=5.0))
+    msg = array_to_image_msg(np.full((CAM.height, CAM.width), 4.0, np.float32), "32FC1", stamp=5.0,
+                             frame_id=CAM.frame_id)
+    for _ in range(3):
+        node.callbacks["depth/image"](msg)
+    assert frames == [pytest.approx(5.0)] and repeats == [pytest.approx(5.0)] * 2 and node.rejected == []
+    older = array_to_image_msg(np.full((CAM.height, CAM.width), 4.0, np.float32), "32FC1", stamp=4.0)
+    node.callbacks["depth/image"](older)  # older than the newest: still rejected
+    assert len(node.rejected) == 1 and "not newer" in node.rejected[0][1]

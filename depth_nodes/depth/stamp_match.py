@@ -54,6 +54,10 @@ class StampedHistory:
         return len(self._items)
 
     def add(self, stamp_ns: int, item: Any) -> None:
+        """Append ``item``; one with the newest item's stamp replaces it (a repeated message)."""
+        if self._items and self._items[-1][0] == int(stamp_ns):
+            self._items[-1] = (int(stamp_ns), item)
+            return
         self._items.append((int(stamp_ns), item))
 
     def awaits(self, t_ns: int) -> bool:

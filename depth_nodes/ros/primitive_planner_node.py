@@ -167,7 +167,8 @@ class PrimitivePlannerNode(BaseNode):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for qos in (QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE), latched):
             self.create_subscription(PoseStamped, "goal_pose", self._on_goal, qos)
-        self.depth_input = DepthFrameInput(self, self._on_depth)
+        self.depth_input = DepthFrameInput(self, self._on_depth, on_repeat=self._on_repeated_depth)
+        self._last_answer: tuple[float, MultiDOFJointTrajectory] | None = None  # (depth stamp, trajectory sent)
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.traj_pub = self.create_publisher(MultiDOFJointTrajectory, "planner/trajectory", reliable)
         self.path_pub = self.create_publisher(Path, "planner/path", reliable)
@@ -213,6 +214,12 @@ class PrimitivePlannerNode(BaseNode):
     def _on_depth(self, stamp: float, depth: np.ndarray, camera) -> None:
         self._depth = (stamp, depth, camera)
         self._plan_on_new_depth()
+
+    def _on_repeated_depth(self, stamp: float) -> None:
+        """The frame planned on last came again (e.g. a lockstep simulator repeating its first frame
+        because the answer went missing): send that answer again."""
+        if self._last_answer is not None and self._last_answer[0] == stamp:
+            self.traj_pub.publish(self._last_answer[1])
 
     def _awaits_odometry(self, stamp: float) -> bool:
         span = self.poses.span
@@ -305,7 +312,10 @@ class PrimitivePlannerNode(BaseNode):
             return None
         self.last_result = result
         traj = restamp(result.trajectory, now)
-        self.traj_pub.publish(trajectory_to_msg(traj))
+        traj_msg = trajectory_to_msg(traj)
+        self.traj_pub.publish(traj_msg)
+        if frame is not None and not_before is not None:  # a depth-triggered answer to this frame
+            self._last_answer = (frame.stamp, traj_msg)
         # the visual outputs are built only for subscribers (thousands of points per cycle)
         if self.path_pub.get_subscription_count():
             self.path_pub.publish(trajectory_to_path_msg(traj))

@@ -18,7 +18,10 @@ at ``realtime_factor``. In lockstep the first step also waits (at most
 every subscription the ROS graph knows on the clock and sensor topics is
 matched to this node's publisher, and then ``lockstep_start_settle_s`` more, so
 no node misses the first frame (a best-effort message is lost to a subscriber
-whose side has not matched this publisher yet).
+whose side has not matched this publisher yet). Should the first frame still go
+unanswered, it is published again, identically, every ``LOCKSTEP_START_RETRY_S``
+(counted in diagnostics as ``first_frame_repeats``): the nodes ignore an exact
+repeat of what they already have, and the planner answers it with its plan again.
 
 Publishes: camera/image_raw + camera/camera_info, stereo/{left,right}/image_rect +
 camera_info, radar/points, odom (map -> base_link, body twist), ground_truth/depth,
@@ -98,6 +101,8 @@ PARAMS = (
 #: Wall period of the stepping timer while in lockstep (s): how often a wait is checked for its timeout
 #: (an answering trajectory resumes stepping from its own callback).
 LOCKSTEP_POLL_S = 0.01
+#: Lockstep: wall seconds without an answer to the first frame before it is published again.
+LOCKSTEP_START_RETRY_S = 1.0
 #: A trajectory stamped this little before a frame still answers it (float-second stamps
 #: near 1.7e9 s carry ~0.2 us of rounding), nanoseconds.
 LOCKSTEP_SLACK_NS = 1000
@@ -158,6 +163,8 @@ class SimNode(BaseNode):
                                                   self._on_trajectory, 10)
         self._created = time.monotonic()
         self._matched_since: float | None = None  # lockstep start: wall time all subscribers were matched
+        self._first: tuple[float, SimSample] | None = None  # lockstep: (wall time published, first frame)
+        self.first_frame_repeats = 0
 
         t0 = ns_to_time(self.sim.time_ns())
         self.pub_spec.publish(String(data=self.world.spec.to_json()))
@@ -233,7 +240,12 @@ class SimNode(BaseNode):
         if self._wait is not None:
             since, t_ns = self._wait
             if self._newest_traj_ns < t_ns - LOCKSTEP_SLACK_NS:
-                if time.monotonic() - since < self.timeout_s:
+                now = time.monotonic()
+                if now - since < self.timeout_s:
+                    if self.sim.k == 0 and self._first is not None and now - self._first[0] >= LOCKSTEP_START_RETRY_S:
+                        self._publish(self._first[1])  # a node may have missed it: the same messages again
+                        self._first = (now, self._first[1])
+                        self.first_frame_repeats += 1
                     return
                 self.lockstep_timeouts += 1
             self._wait = None
@@ -246,6 +258,8 @@ class SimNode(BaseNode):
             return
         if self.lockstep and s.camera:
             self._wait = (time.monotonic(), s.t_ns)
+            if self.sim.k == 0:
+                self._first = (self._wait[0], s)
         else:
             self.sim.advance()
             if self.lockstep:
@@ -306,6 +320,7 @@ class SimNode(BaseNode):
     def diagnostics_values(self) -> dict[str, str]:
         values = super().diagnostics_values()
         values["lockstep_timeouts"] = str(self.lockstep_timeouts)
+        values["first_frame_repeats"] = str(self.first_frame_repeats)
         values["sim_time_s"] = f"{self.sim.k * self.sim.dt:.3f}"
         return values
 

@@ -100,11 +100,14 @@ class DepthFrameInput:
     an old stamp would fuse today's depth at an old pose) unless the clock
     itself went back. An image that comes before the first camera info (separate
     best-effort streams need not arrive in order) waits for it, the newest one only.
+    An exact repeat of the newest frame's stamp (a publisher sending it again) is not
+    rejected: it goes to ``on_repeat(stamp_s)`` when given, and is dropped otherwise.
     """
 
-    def __init__(self, node: BaseNode, on_frame, callback_group=None):
+    def __init__(self, node: BaseNode, on_frame, callback_group=None, on_repeat=None):
         self.node = node
         self.on_frame = on_frame
+        self.on_repeat = on_repeat
         self.camera = None
         self._early: Image | None = None  # the newest image received before any camera info
         self.newest_stamp: float | None = None
@@ -133,6 +136,10 @@ class DepthFrameInput:
             return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
+            if stamp == self.newest_stamp:
+                if self.on_repeat is not None:
+                    self.on_repeat(stamp)
+                return
             check_stamp_not_ahead(self.node, stamp)
             self._check_order(stamp)
             depth = depth_to_metres(msg, max_side=self.node.param("max_image_side"))
@@ -206,7 +213,9 @@ class TsdfMapperNode(BaseNode):
         try:
             stamp, T = odometry_pose(msg)
             check_stamp_not_ahead(self, stamp)
-            if not self.mapper.add_odometry(stamp, T):
+            span = self.mapper.poses.span
+            repeat = span is not None and stamp == span[1]  # the newest sample again (a repeated message)
+            if not self.mapper.add_odometry(stamp, T) and not repeat:
                 self.reject("odom", f"stamp {stamp:.6f} is a duplicate or older than the pose history")
         except ValueError as exc:
             self.reject("odom", str(exc))
