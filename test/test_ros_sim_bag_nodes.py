@@ -344,8 +344,8 @@ def test_message_class_resolves_bag_types(tmp_path):
 
 
 def test_sim_node_repeats_an_unanswered_first_frame(ctx):
-    """Lockstep start: a first frame nobody answers is published again, the same messages, until the
-    lockstep timeout (a node that missed it at start-up gets it; the others ignore the repeat)."""
+    """Lockstep: a frame nobody answers (here the first) is published again, the same messages, until the
+    lockstep timeout (a node that lost it gets it; the others ignore the repeat)."""
     sim = SimNode(context=ctx, parameter_overrides=sim_params(lockstep_timeout_s=4.0, lockstep_start_settle_s=0.0))
     lis = Listener(ctx)  # subscribes and has a trajectory publisher, but never answers
     try:
@@ -353,7 +353,7 @@ def test_sim_node_repeats_an_unanswered_first_frame(ctx):
         assert run(ctx, [sim, lis.node], lambda: len(first()) >= 2, timeout_s=10.0)
         copies = first()
         assert all(bytes(m.data) == bytes(copies[0].data) for m in copies)
-        assert sim.first_frame_repeats >= 1 and sim.lockstep_timeouts == 0 and sim.sim.k == 0
+        assert sim.frame_repeats >= 1 and sim.lockstep_timeouts == 0 and sim.sim.k == 0
         assert {stamp_to_ns(m.header.stamp) for m in lis.got["odom"]} == {T0_NS}  # time did not move on
     finally:
         sim.destroy_node()

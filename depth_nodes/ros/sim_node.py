@@ -18,10 +18,11 @@ at ``realtime_factor``. In lockstep the first step also waits (at most
 every subscription the ROS graph knows on the clock and sensor topics is
 matched to this node's publisher, and then ``lockstep_start_settle_s`` more, so
 no node misses the first frame (a best-effort message is lost to a subscriber
-whose side has not matched this publisher yet). Should the first frame still go
-unanswered, it is published again, identically, every ``LOCKSTEP_START_RETRY_S``
-(counted in diagnostics as ``first_frame_repeats``): the nodes ignore an exact
-repeat of what they already have, and the planner answers it with its plan again.
+whose side has not matched this publisher yet). A frame still unanswered after
+``LOCKSTEP_RETRY_S`` is published again, identically, every ``LOCKSTEP_RETRY_S``
+until the answer or the timeout (counted in diagnostics as ``frame_repeats``): a
+node that lost it gets it, the others ignore an exact repeat of what they have,
+and the planner answers it with its plan again (its answer may be what was lost).
 
 Publishes: camera/image_raw + camera/camera_info, stereo/{left,right}/image_rect +
 camera_info, radar/points, odom (map -> base_link, body twist), ground_truth/depth,
@@ -101,8 +102,8 @@ PARAMS = (
 #: Wall period of the stepping timer while in lockstep (s): how often a wait is checked for its timeout
 #: (an answering trajectory resumes stepping from its own callback).
 LOCKSTEP_POLL_S = 0.01
-#: Lockstep: wall seconds without an answer to the first frame before it is published again.
-LOCKSTEP_START_RETRY_S = 1.0
+#: Lockstep: wall seconds without an answer to a camera frame before it is published again.
+LOCKSTEP_RETRY_S = 1.0
 #: A trajectory stamped this little before a frame still answers it (float-second stamps
 #: near 1.7e9 s carry ~0.2 us of rounding), nanoseconds.
 LOCKSTEP_SLACK_NS = 1000
@@ -163,8 +164,8 @@ class SimNode(BaseNode):
                                                   self._on_trajectory, 10)
         self._created = time.monotonic()
         self._matched_since: float | None = None  # lockstep start: wall time all subscribers were matched
-        self._first: tuple[float, SimSample] | None = None  # lockstep: (wall time published, first frame)
-        self.first_frame_repeats = 0
+        self._waiting_on: tuple[float, SimSample] | None = None  # lockstep: (wall time sent, unanswered frame)
+        self.frame_repeats = 0
 
         t0 = ns_to_time(self.sim.time_ns())
         self.pub_spec.publish(String(data=self.world.spec.to_json()))
@@ -242,10 +243,10 @@ class SimNode(BaseNode):
             if self._newest_traj_ns < t_ns - LOCKSTEP_SLACK_NS:
                 now = time.monotonic()
                 if now - since < self.timeout_s:
-                    if self.sim.k == 0 and self._first is not None and now - self._first[0] >= LOCKSTEP_START_RETRY_S:
-                        self._publish(self._first[1])  # a node may have missed it: the same messages again
-                        self._first = (now, self._first[1])
-                        self.first_frame_repeats += 1
+                    if self._waiting_on is not None and now - self._waiting_on[0] >= LOCKSTEP_RETRY_S:
+                        self._publish(self._waiting_on[1])  # a node may have lost it: the same messages again
+                        self._waiting_on = (now, self._waiting_on[1])
+                        self.frame_repeats += 1
                     return
                 self.lockstep_timeouts += 1
             self._wait = None
@@ -258,8 +259,7 @@ class SimNode(BaseNode):
             return
         if self.lockstep and s.camera:
             self._wait = (time.monotonic(), s.t_ns)
-            if self.sim.k == 0:
-                self._first = (self._wait[0], s)
+            self._waiting_on = (self._wait[0], s)
         else:
             self.sim.advance()
             if self.lockstep:
@@ -320,7 +320,7 @@ class SimNode(BaseNode):
     def diagnostics_values(self) -> dict[str, str]:
         values = super().diagnostics_values()
         values["lockstep_timeouts"] = str(self.lockstep_timeouts)
-        values["first_frame_repeats"] = str(self.first_frame_repeats)
+        values["frame_repeats"] = str(self.frame_repeats)
         values["sim_time_s"] = f"{self.sim.k * self.sim.dt:.3f}"
         return values
 
