@@ -216,7 +216,7 @@ class PrimitivePlannerNode(BaseNode):
         self._plan_on_new_depth()
 
     def _on_repeated_depth(self, stamp: float) -> None:
-        """The frame planned on last came again (e.g. a lockstep simulator repeating its first frame
+        """The frame planned on last came again (e.g. a lockstep simulator repeating a frame
         because the answer went missing): send that answer again."""
         if self._last_answer is not None and self._last_answer[0] == stamp:
             self.traj_pub.publish(self._last_answer[1])
