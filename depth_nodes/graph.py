@@ -116,6 +116,7 @@ def default_config_path() -> Path:
 def build_graph(args: dict[str, str]) -> list[NodeSpec]:
     """The nodes to start for the given (parsed) launch arguments."""
     use_sim = args["use_sim"] == "true"
+    lockstep_sim = use_sim and args["lockstep"] == "true"
     common = {"use_sim_time": uses_sim_time(args)}
     nodes: list[NodeSpec] = []
     if args["bag"]:
@@ -130,7 +131,7 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
         remappings = GT_DEPTH_REMAPPINGS
     elif args["mode"] == "mono":
         mono = dict(common)
-        if use_sim and args["lockstep"] == "true":
+        if lockstep_sim:
             mono["radar_wait_s"] = LOCKSTEP_RADAR_WAIT_S  # each image with its own scan, in any arrival order
         nodes.append(NodeSpec("mono_depth_node", "mono_depth_node", mono))
     else:
@@ -144,7 +145,7 @@ def build_graph(args: dict[str, str]) -> list[NodeSpec]:
         # the stereo network's NaN pixels (the hybrid's too: it fills SGBM's holes with the network)
         # are disparities below its minimum: free space that far at least
         planner["no_return_free_m"] = STEREO_NETWORK_NO_RETURN_FREE_M
-    if use_sim and args["lockstep"] == "true":
+    if lockstep_sim:
         # the lockstep flight repeats exactly when the planner plans on a map holding each frame and
         # the mapper and planner take each frame's pose from odometry of its own stamp, never the
         # sample before it (which one has arrived depends on timing)

@@ -93,7 +93,7 @@ class MonoDepthNode(DepthNodeBase):
             return
         early, self._early_image = self._early_image, None
         if early is not None:
-            self.on_image(early, counted=True)
+            self._take_image(early)
 
     def on_radar(self, msg: PointCloud2) -> None:
         topic = "radar/points"
@@ -109,10 +109,12 @@ class MonoDepthNode(DepthNodeBase):
         if self._held is not None and not self.radar.awaits(self._held[1]):
             self._release()
 
-    def on_image(self, msg: Image, counted: bool = False) -> None:
+    def on_image(self, msg: Image) -> None:
+        self.received("camera/image_raw")
+        self._take_image(msg)
+
+    def _take_image(self, msg: Image) -> None:
         topic = "camera/image_raw"
-        if not counted:
-            self.received(topic)
         cam = self.camera
         if cam is None:  # the newest image waits for the first camera info (separate streams)
             if self._early_image is not None:

@@ -137,13 +137,15 @@ class SimNode(BaseNode):
         self.publish_gt = p("publish_gt")
         self.lockstep_timeouts = 0
         self.ended: str | None = None        # "reached_goal" | "collided" | "max_duration"
-        self._wait: tuple[float, int] | None = None   # (wall start, camera stamp ns) while in lockstep
+        # lockstep, while a camera frame awaits its answer: (wall time first sent, wall time last sent, the frame)
+        self._wait: tuple[float, float, SimSample] | None = None
         self._newest_traj_ns = -1
 
         pub = self.create_publisher
         self.pub_clock = pub(ClockMsg, CLOCK_TOPIC, CLOCK_QOS)
         self.pub_image = pub(Image, "camera/image_raw", SENSOR_QOS)
         self.pub_info = pub(CameraInfo, "camera/camera_info", SENSOR_QOS)
+        self.pub_stereo = []
         if p("publish_stereo"):
             self.pub_stereo = [(pub(Image, f"stereo/{s}/image_rect", SENSOR_QOS),
                                 pub(CameraInfo, f"stereo/{s}/camera_info", SENSOR_QOS)) for s in ("left", "right")]
@@ -157,14 +159,13 @@ class SimNode(BaseNode):
         self.pub_spec = pub(String, "sim/world_spec", LATCHED_QOS)
         self.pub_goal = pub(PoseStamped, "goal_pose", LATCHED_QOS)
         self._stream_pubs = [self.pub_clock, self.pub_image, self.pub_info, self.pub_odom]
-        self._stream_pubs += [x for pair in getattr(self, "pub_stereo", []) for x in pair]
+        self._stream_pubs += [x for pair in self.pub_stereo for x in pair]
         self._stream_pubs += [self.pub_radar] if self.pub_radar is not None else []
         self._stream_pubs += [self.pub_gt_depth, self.pub_gt_odom] if self.publish_gt else []
         self._traj_sub = self.create_subscription(MultiDOFJointTrajectory, "planner/trajectory",
                                                   self._on_trajectory, 10)
         self._created = time.monotonic()
         self._matched_since: float | None = None  # lockstep start: wall time all subscribers were matched
-        self._waiting_on: tuple[float, SimSample] | None = None  # lockstep: (wall time sent, unanswered frame)
         self.frame_repeats = 0
 
         t0 = ns_to_time(self.sim.time_ns())
@@ -239,13 +240,13 @@ class SimNode(BaseNode):
         if self.ended is not None and self.on_end == "stop":
             return
         if self._wait is not None:
-            since, t_ns = self._wait
-            if self._newest_traj_ns < t_ns - LOCKSTEP_SLACK_NS:
+            since, sent, frame = self._wait
+            if self._newest_traj_ns < frame.t_ns - LOCKSTEP_SLACK_NS:
                 now = time.monotonic()
                 if now - since < self.timeout_s:
-                    if self._waiting_on is not None and now - self._waiting_on[0] >= LOCKSTEP_RETRY_S:
-                        self._publish(self._waiting_on[1])  # a node may have lost it: the same messages again
-                        self._waiting_on = (now, self._waiting_on[1])
+                    if now - sent >= LOCKSTEP_RETRY_S:
+                        self._publish(frame)  # a node may have lost it: the same messages again
+                        self._wait = (since, now, frame)
                         self.frame_repeats += 1
                     return
                 self.lockstep_timeouts += 1
@@ -258,8 +259,8 @@ class SimNode(BaseNode):
         if self.ended is not None and self.on_end == "stop":
             return
         if self.lockstep and s.camera:
-            self._wait = (time.monotonic(), s.t_ns)
-            self._waiting_on = (self._wait[0], s)
+            now = time.monotonic()
+            self._wait = (now, now, s)
         else:
             self.sim.advance()
             if self.lockstep:

@@ -124,11 +124,13 @@ class DepthFrameInput:
             return
         early, self._early = self._early, None
         if early is not None:
-            self._on_depth(early, counted=True)
+            self._take_depth(early)
 
-    def _on_depth(self, msg: Image, counted: bool = False) -> None:
-        if not counted:
-            self.node.received("depth/image")
+    def _on_depth(self, msg: Image) -> None:
+        self.node.received("depth/image")
+        self._take_depth(msg)
+
+    def _take_depth(self, msg: Image) -> None:
         if self.camera is None:
             if self._early is not None:
                 self.node.reject("depth/image", "no depth/camera_info received yet")
