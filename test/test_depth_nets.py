@@ -385,6 +385,31 @@ def test_volume_conv_equals_conv3d():
         v = torch.randn(2, 5, 4, 7, 9, generator=torch.Generator().manual_seed(4))  # (B, D, C, H, W)
         ref = conv3d(v.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
         torch.testing.assert_close(vc(v), ref, rtol=1e-4, atol=1e-5)
+        # the same volume channels last, (B, D, H, W, C), gives the same volume channels last
+        out = vc(v.permute(0, 1, 3, 4, 2).contiguous(), channels_last=True)
+        torch.testing.assert_close(out, ref.permute(0, 1, 3, 4, 2), rtol=1e-4, atol=1e-5)
+
+
+def test_stereo_net_gives_the_same_disparity_in_both_memory_layouts():
+    from depth_nodes.depth.stereo_net import correlation_volume
+
+    g = torch.Generator().manual_seed(5)
+    fl, fr = torch.randn(2, 8, 6, 20, generator=g), torch.randn(2, 8, 6, 20, generator=g)
+    torch.testing.assert_close(correlation_volume(fl, fr, 5, 2, channels_last=True),
+                               correlation_volume(fl, fr, 5, 2).permute(0, 1, 3, 4, 2))
+    torch.manual_seed(0)
+    net = StereoNet(max_disparity=32).eval()
+    for m in net.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+    left, right = (torch.rand(2, 3, 48, 64, generator=g) * 255 for _ in range(2))
+    with torch.no_grad():
+        ref = net(left, right)
+        cl = torch.channels_last
+        out = net.to(memory_format=cl)(left.contiguous(memory_format=cl), right.contiguous(memory_format=cl))
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def _mono_estimator(card, net_size=None):

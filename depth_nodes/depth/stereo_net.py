@@ -33,14 +33,22 @@ from depth_nodes.depth.layers import ConvBNReLU, NormalizeRGB, ResBlock, upsampl
 COST_STRIDE = 4
 
 
-def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, groups: int) -> torch.Tensor:
-    """Group-wise correlation (B, D, G, H, W): mean over each channel group of
-    ``fl(x) * fr(x - d)`` for d = 0..D-1 (zero where x - d falls outside)."""
+def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, groups: int,
+                       channels_last: bool = False) -> torch.Tensor:
+    """Group-wise correlation (B, D, G, H, W), or (B, D, H, W, G) with ``channels_last``: mean
+    over each channel group of ``fl(x) * fr(x - d)`` for d = 0..D-1 (zero where x - d falls
+    outside)."""
     b, c, h, w = fl.shape
+    if channels_last:
+        fl, fr = fl.permute(0, 2, 3, 1), fr.permute(0, 2, 3, 1)  # (B, H, W, C) views
     slices = []
     for d in range(candidates):
-        shifted = fr if d == 0 else F.pad(fr[..., : w - d], (d, 0, 0, 0))
-        slices.append((fl * shifted).view(b, groups, c // groups, h, w).mean(dim=2))
+        if channels_last:
+            prod = (fl[:, :, d:] * fr[:, :, : w - d]).reshape(b, h, w - d, groups, c // groups).mean(dim=-1)
+            slices.append(prod if d == 0 else F.pad(prod, (0, 0, d, 0)))
+        else:
+            shifted = fr if d == 0 else F.pad(fr[..., : w - d], (d, 0, 0, 0))
+            slices.append((fl * shifted).view(b, groups, c // groups, h, w).mean(dim=2))
     return torch.stack(slices, dim=1)
 
 
@@ -65,7 +73,14 @@ class VolumeConv(nn.Module):
     """3x3x3 convolution over a cost volume (B, D, C, H, W), written as a 2D
     convolution on the (B*D) batch whose input stacks the slices d-1, d, d+1
     (zero padded). Same maths as Conv3d, but runs on fast 2D kernels on every
-    runtime. Followed by BatchNorm + ReLU unless ``last``."""
+    runtime. Followed by BatchNorm + ReLU unless ``last``.
+
+    ``channels_last``: the volume is (B, D, H, W, C) instead. The stacked slices are then a
+    channels-last input as they are, and the output the next volume, with no layout
+    conversion. The torch runtime runs its convolutions channels last (oneDNN), and the
+    first layout then has each stacked volume converted before its convolution and after it,
+    a large part of the network's time. Exported graphs (traced from NCHW inputs) keep the
+    first layout, which onnxruntime runs a little faster."""
 
     def __init__(self, cin: int, cout: int, last: bool = False):
         super().__init__()
@@ -73,7 +88,13 @@ class VolumeConv(nn.Module):
         self.bn = nn.Identity() if last else nn.BatchNorm2d(cout)
         self.act = nn.Identity() if last else nn.ReLU(inplace=True)
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        if channels_last:
+            b, d, h, w, c = v.shape
+            vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
+            stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=-1).view(b * d, h, w, 3 * c)
+            out = self.act(self.bn(self.conv(stacked.permute(0, 3, 1, 2))))
+            return out.permute(0, 2, 3, 1).reshape(b, d, h, w, -1)
         b, d, c, h, w = v.shape
         vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
         stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=2).reshape(b * d, 3 * c, h, w)
@@ -127,7 +148,12 @@ class StereoNet(nn.Module):
         quarter = self.quarter(half)
         fl, fr = quarter[:b], quarter[b:]
         candidates = self.max_disparity // COST_STRIDE
-        cost = self.aggregate(correlation_volume(fl, fr, candidates, self.groups)).squeeze(2)
+        # the volume follows the features' layout: channels last as the torch runtime runs them
+        nhwc = not quarter.is_contiguous() and quarter.is_contiguous(memory_format=torch.channels_last)
+        cost = correlation_volume(fl, fr, candidates, self.groups, channels_last=nhwc)
+        for layer in self.aggregate:
+            cost = layer(cost, channels_last=nhwc)
+        cost = cost.squeeze(-1 if nhwc else 2)
         prob = torch.softmax(cost, dim=1)
         levels = torch.arange(candidates, dtype=prob.dtype, device=prob.device).view(1, -1, 1, 1)
         disp_q = (prob * levels).sum(dim=1, keepdim=True) * COST_STRIDE
