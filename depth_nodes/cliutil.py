@@ -56,11 +56,22 @@ def run_info(**extra) -> dict:
     return info
 
 
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_call(fn, *, repeat: int = 20, warmup: int = 3, min_seconds: float = 0.0) -> dict:
-    """Run ``fn`` and return median/p90/min milliseconds over ``repeat`` calls."""
+    """Run ``fn`` and return median/p90/min milliseconds over ``repeat`` calls, and the
+    process's minor page faults per call (memory mapped afresh while they ran)."""
     for _ in range(warmup):
         fn()
     times = []
+    faults = minor_page_faults()
     t_start = time.perf_counter()
     while len(times) < repeat or (time.perf_counter() - t_start) < min_seconds:
         t0 = time.perf_counter()
@@ -68,7 +79,7 @@ def time_call(fn, *, repeat: int = 20, warmup: int = 3, min_seconds: float = 0.0
         times.append((time.perf_counter() - t0) * 1e3)
     a = np.asarray(times)
     return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
-            "min_ms": float(a.min()), "n": int(a.size)}
+            "min_ms": float(a.min()), "n": int(a.size), "page_faults": (minor_page_faults() - faults) / a.size}
 
 
 def add_json_flag(parser) -> None:

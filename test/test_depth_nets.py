@@ -1,6 +1,11 @@
 """Depth networks: budgets, shapes, radar-free operation, ONNX parity, weights I/O, factory errors."""
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -410,6 +415,38 @@ def test_stereo_net_gives_the_same_disparity_in_both_memory_layouts():
         out = net.to(memory_format=cl)(left.contiguous(memory_format=cl), right.contiguous(memory_format=cl))
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+_FAULTS_SCRIPT = """
+import numpy as np
+from depth_nodes.cliutil import minor_page_faults
+from depth_nodes.depth.runtime import TorchBackend, memory_retained
+from depth_nodes.depth.mono_radar_net import MonoRadarNet
+TorchBackend(MonoRadarNet())  # a CPU torch runtime
+def churn():  # what a forward pass does: large buffers allocated, written, then freed
+    for _ in range(10):
+        maps = [np.empty(1 << 21, np.float32) for _ in range(4)]
+        for a in maps:
+            a.fill(1.0)
+        del maps, a
+churn()
+before = minor_page_faults()
+churn()
+print(memory_retained(), minor_page_faults() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_torch_cpu_runtime_keeps_freed_memory_unless_told_not_to():
+    def run(env):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env={**os.environ, **env}, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[0] == "True", int(out[1])
+
+    retained, faults = run({})
+    assert retained and faults < 100  # 10 x 32 MiB served from the heap
+    retained, faults = run({"DEPTH_NODES_RETAIN_FREED_MEMORY": "0"})
+    assert not retained and faults > 10 * 1000  # some given back and mapped afresh every time
 
 
 def _mono_estimator(card, net_size=None):

@@ -14,7 +14,7 @@ from depth_nodes.depth.data import DepthDataset
 from depth_nodes.depth.interface import DepthEstimator, DepthInput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
 from depth_nodes.depth.model_io import WeightsNotFoundError
-from depth_nodes.depth.runtime import RuntimeUnavailableError
+from depth_nodes.depth.runtime import RuntimeUnavailableError, memory_retained
 
 
 #: Middlebury 2014 motorcycle at quarter size (skimage): GT disparities reach ~60 px.
@@ -118,9 +118,11 @@ def _bench_input(width: int, height: int, rng: np.random.Generator) -> DepthInpu
 
 
 def _store_timing(res: dict, key: str, t: dict) -> None:
-    """``key`` (ending in ``_ms``) gets the median; ``..._min_ms`` the fastest run (less load noise)."""
+    """``key`` (ending in ``_ms``) gets the median; ``..._min_ms`` the fastest run (less load noise);
+    ``..._page_faults`` the minor page faults per run."""
     res[key] = t["median_ms"]
     res[key[: -len("_ms")] + "_min_ms"] = t["min_ms"]
+    res[key[: -len("_ms")] + "_page_faults"] = t["page_faults"]
 
 
 def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20, weights: str = "random-init",
@@ -128,7 +130,9 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     """Latency (ms, end-to-end ``estimate``) per model x runtime x size, SGBM in the same run.
 
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
-    ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run); plus params and GMAC of each network
+    ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run; ``*_page_faults``: minor page faults
+    per run); ``freed_memory_retained``: whether the torch runtime made the process keep the
+    memory it frees (:func:`~depth_nodes.depth.runtime.retain_freed_memory`); plus params and GMAC of each network
     (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
     ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); the stereo
     network's params and GMAC are not repeated. ``stereo_hybrid_refined``: the same, then the
@@ -178,4 +182,5 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
             inp = _bench_input(w, h, rng)
             _store_timing(res, f"sgbm_{w}x{h}_ms", time_call(lambda: sgbm.estimate(inp), repeat=repeat, warmup=3))
             bar.update(1)
+    res["freed_memory_retained"] = memory_retained()
     return res

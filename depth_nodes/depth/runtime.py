@@ -14,8 +14,11 @@ runtime sees identical inputs.
 from __future__ import annotations
 
 import copy
+import ctypes
 import io
 import logging
+import os
+import platform
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -67,14 +70,60 @@ def export_onnx(model: nn.Module, inputs: list[np.ndarray], path=None) -> bytes:
     return data
 
 
+#: Environment variable that, set to 0, leaves the C library's memory settings alone.
+RETAIN_MEMORY_ENV = "DEPTH_NODES_RETAIN_FREED_MEMORY"
+#: mallopt parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_memory_retained: bool | None = None
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc keep the memory this process frees for its next allocations (once per process).
+
+    By default glibc gives every block of 128 KiB or more back to the kernel when it is freed,
+    and the next such block is mapped afresh: one page fault per 4 KiB page touched. A torch
+    forward pass on the CPU allocates and frees each feature map, so the same buffers were
+    mapped again on every frame, thousands of page faults per pass (``*_page_faults`` in
+    ``depth-nodes bench models``). Raising the mmap and trim thresholds (``mallopt``) serves
+    them from the process's heap instead. onnxruntime keeps its own arena and does not need it.
+
+    The price: the process keeps its peak heap (what the networks needed at once, tens of MB)
+    instead of shrinking after a large free. Nothing is done off glibc (macOS, musl) or with
+    ``DEPTH_NODES_RETAIN_FREED_MEMORY=0`` (compare the benchmark with and without it).
+    Returns whether the setting is in force."""
+    global _memory_retained
+    if _memory_retained is None:
+        _memory_retained = False
+        if os.environ.get(RETAIN_MEMORY_ENV, "1") != "0" and platform.system() == "Linux" \
+                and platform.libc_ver()[0] == "glibc":
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                # glibc may refuse an mmap threshold above its heap size limit: then 32 MiB
+                _memory_retained = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+                                        or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) \
+                    and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+            except (OSError, AttributeError) as exc:
+                log.debug("mallopt unavailable: %s", exc)
+        log.debug("freed memory retained by the process: %s", _memory_retained)
+    return _memory_retained
+
+
+def memory_retained() -> bool:
+    """Whether :func:`retain_freed_memory` has put its setting in force in this process."""
+    return bool(_memory_retained)
+
+
 class TorchBackend:
-    """Runs a torch module channels_last; float16 on CUDA."""
+    """Runs a torch module channels_last; float16 on CUDA. On the CPU the process keeps the
+    memory it frees (:func:`retain_freed_memory`)."""
 
     def __init__(self, model: nn.Module, device: str = "cpu"):
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeUnavailableError("device='cuda' requested but torch.cuda.is_available() is False")
         self.device = torch.device(device)
         self.half = device == "cuda"
+        if device == "cpu":
+            retain_freed_memory()
         model = model.eval().to(self.device)
         if self.half:
             model = model.half()
