@@ -307,6 +307,38 @@ def test_hybrid_takes_sgbm_where_it_matches_and_the_network_in_its_holes():
         make_estimator("stereo-hybrid", weights="random-init", agreement="any")
 
 
+def test_hybrid_leaves_textureless_rows_to_the_network(monkeypatch):
+    """``texture_min``: SGBM's match is dropped where the left image has no horizontal texture
+    (a clear sky, a blank wall: every disparity fits there), the network's taken."""
+    from depth_nodes.depth.runtime import HybridStereoEstimator
+    from depth_nodes.depth.sgbm import horizontal_texture
+
+    rng = np.random.default_rng(5)
+    flat = np.full((48, 64, 3), 120, np.uint8)
+    assert horizontal_texture(flat).max() == 0
+    rows = np.repeat(np.linspace(0, 255, 48, dtype=np.uint8)[:, None, None], 64, axis=1).repeat(3, axis=2)
+    assert horizontal_texture(rows)[10:-10, 10:-10].max() == 0  # changes down the image only: no use to matching
+    left = rows.copy()
+    left[:, 32:] = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)  # right half textured
+    texture = horizontal_texture(left)
+    assert texture[:, :20].max() == 0 and texture[:, 40:].min() > 50
+    cam = PinholeCamera.from_fov(64, 48, 80.0)
+    inp = DepthInput(left, cam, None, np.roll(left, -4, axis=1), cam.with_baseline(0.1))
+    # SGBM matched everything at 5 px (as it may in a sky, carried in by its smoothness term)
+    monkeypatch.setattr(HybridStereoEstimator, "_run_sgbm",
+                        lambda self, inp: ([np.full((48, 64), 5.0, np.float32)] * 2, [np.ones((48, 64), bool)] * 2, 0.0))
+    kw = dict(runtime="torch", weights="random-init", max_disparity=16, near_pass=False)
+    net = make_estimator("stereo", **kw).disparity(inp)[0]
+    plain = make_estimator("stereo-hybrid", **kw).disparity(inp)[0]
+    gated = make_estimator("stereo-hybrid", texture_min=4.0, **kw).disparity(inp)[0]
+    assert np.all(plain == 5.0)
+    window_px = 2 * 5 - 1  # twice SGBM's 5 px block at this width
+    np.testing.assert_allclose(gated[:, :32 - window_px], net[:, :32 - window_px], rtol=1e-5, atol=1e-5)
+    assert np.all(gated[:, 32 + window_px:] == 5.0)
+    with pytest.raises(ValueError, match="texture_min"):
+        make_estimator("stereo-hybrid", texture_min=-1.0, **kw)
+
+
 def test_hybrid_arbitration_where_sgbm_passes_disagree():
     """Per pixel: passes that agree give their mean; where they conflict ``nearest`` takes the
     pass nearest the network, ``all`` the network (NaN here) and ``first`` the first pass."""

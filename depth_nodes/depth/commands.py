@@ -129,6 +129,10 @@ def cmd_eval_depth(args) -> int:
         if args.mode != "stereo-hybrid":
             raise ValueError(f"--refine and --refine-weights apply to stereo-hybrid only, not {args.mode!r}")
         options.update(refine=True, refine_weights=args.refine_weights)
+    if args.texture_min is not None:
+        if args.mode != "stereo-hybrid":
+            raise ValueError(f"--texture-min applies to stereo-hybrid only, not {args.mode!r}")
+        options["texture_min"] = args.texture_min
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
@@ -136,7 +140,8 @@ def cmd_eval_depth(args) -> int:
                    "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes,
                    "sgbm_agreement": args.sgbm_agreement,
                    "near_pass": getattr(est, "near_pass", None),
-                   "refine": (est.refiner is not None) if args.mode == "stereo-hybrid" else None, **res,
+                   "refine": (est.refiner is not None) if args.mode == "stereo-hybrid" else None,
+                   "texture_min": getattr(est, "texture_min", None), **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -255,6 +260,10 @@ def register(groups) -> None:
                         "more accurate held out, but it flew worse; see README)")
     p.add_argument("--refine-weights", default=None,
                    help="stereo-hybrid: refiner .safetensors (implies --refine; default: packaged stereo_refine)")
+    p.add_argument("--texture-min", type=float, default=None,
+                   help="stereo-hybrid: drop SGBM's matches where the left image's horizontal texture (mean "
+                        "|Sobel x| of the grey image, 0-255 scale) is below this, and take the network's there "
+                        "(default: the estimator's)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -37,7 +37,7 @@ from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_mo
 from depth_nodes.depth.radar_encoding import encode_radar
 from depth_nodes.depth.refine_net import source_channels
 from depth_nodes.depth.sgbm import (DEFAULT_PASSES, NEAR_MARGIN_PX, NEAR_RANGE_FRACTION, SgbmEstimator,
-                                     disparity_confidence, fuse_passes)
+                                     disparity_confidence, fuse_passes, horizontal_texture)
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +457,12 @@ class HybridStereoEstimator(StereoEstimator):
     Where the network's near pass found a surface SGBM may not reach, SGBM gives way to it as
     :func:`fuse_hybrid` says.
 
+    ``texture_min``: where the left image's horizontal texture (:func:`sgbm.horizontal_texture`
+    over a window twice SGBM's block) is below this, SGBM's match is dropped and the network's disparity taken.
+    SGBM's smoothness term carries disparities into textureless regions from their edges: held
+    out in simulation SGBM matched 98 % of the sky and put 58 % of it within 20 m. 0 (default)
+    keeps every match.
+
     ``refine`` (or ``refine_weights``, a .safetensors path; default the packaged
     ``stereo_refine``): pass the fused disparity through :class:`refine_net.DisparityRefiner`.
     Held out in simulation it cuts abs_rel within 20 m by a fifth, but the hybrid flew worse
@@ -467,8 +473,11 @@ class HybridStereoEstimator(StereoEstimator):
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
                  card=None, num_disparities: int | None = None, block_size: int | None = None,
                  uniqueness_ratio: int = 10, passes: int | None = None, agreement: str = "nearest",
-                 near_pass: bool = True, refine: bool = False, refine_weights=None):
+                 near_pass: bool = True, refine: bool = False, refine_weights=None, texture_min: float = 0.0):
         super().__init__(model, runtime, device, weights_status, net_size, card, near_pass)
+        if not texture_min >= 0:
+            raise ValueError(f"texture_min must be >= 0, got {texture_min}")
+        self.texture_min = float(texture_min)
         self.refiner = None
         if refine or refine_weights is not None:  # refiner weights alone ask for the refinement
             path = default_weights("stereo_refine") if refine_weights is None else Path(refine_weights)
@@ -523,8 +532,11 @@ class HybridStereoEstimator(StereoEstimator):
         disps, valids, sgbm_ms = job.result() if job else self._run_sgbm(inp)
         timer.ms["sgbm"] = sgbm_ms  # on a GPU concurrent with the network
         with timer("fuse"):
-            disp, agree = fuse_hybrid(disps, valids, net_disp, self.agreement, near,
-                                      self.sgbm_for(inp.camera.width).num_disparities)
+            sgbm = self.sgbm_for(inp.camera.width)
+            disp, agree = fuse_hybrid(disps, valids, net_disp, self.agreement, near, sgbm.num_disparities)
+            if self.texture_min > 0:
+                window = 2 * sgbm.block_for(inp.camera.width) - 1  # pixels whose blocks overlap the pixel's
+                disp[horizontal_texture(inp.rgb, window) < self.texture_min] = np.nan
             matched = np.isfinite(disp)
             source = source_channels(agree & matched, matched).numpy()
             return (np.where(matched, disp, net_disp), np.where(matched, disparity_confidence(disp), net_conf),

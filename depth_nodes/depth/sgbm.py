@@ -61,6 +61,15 @@ NEAR_RANGE_FRACTION, NEAR_MARGIN_PX = 0.75, 2.0
 P1_SCALE, P2_SCALE = 4, 32
 
 
+def horizontal_texture(rgb: np.ndarray, window: int = 9) -> np.ndarray:
+    """(H, W) float32: the mean absolute horizontal intensity gradient (3x3 Sobel on the grey
+    image, 0..255 scale) over a ``window`` x ``window`` box around each pixel. Matching along a
+    row needs intensity that changes along the row: where this is at the level of image noise
+    (a clear sky, a blank wall) every disparity fits about equally well."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.boxFilter(np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)), -1, (window, window))
+
+
 def fuse_passes(disps: list, valids: list) -> tuple[np.ndarray, np.ndarray]:
     """(disparity, agreement) of several passes: where the first pass is valid, the mean of it and
     the later passes within ``PASS_AGREEMENT_PX`` of it (elsewhere the first pass's value);
@@ -122,12 +131,16 @@ class SgbmEstimator(DepthEstimator):
         self._matchers: dict[tuple[int, int], cv2.StereoSGBM] = {}
         self._near: dict[int, SgbmEstimator] = {}  # the near pass's matcher per search range
 
+    def block_for(self, width: int) -> int:
+        """The matching block size (px) for images ``width`` px wide."""
+        return self.block_size or (5 if width <= 400 else 7)
+
     def matcher(self, width: int, height: int) -> cv2.StereoSGBM:
         """The (cached) OpenCV matcher for an image size."""
         key = (width, height)
         if key not in self._matchers:
             nd = self.num_disparities or default_num_disparities(width)
-            bs = self.block_size or (5 if width <= 400 else 7)
+            bs = self.block_for(width)
             self._matchers[key] = cv2.StereoSGBM_create(
                 minDisparity=0, numDisparities=nd, blockSize=bs,
                 P1=P1_SCALE * 3 * bs * bs, P2=P2_SCALE * 3 * bs * bs, disp12MaxDiff=1,

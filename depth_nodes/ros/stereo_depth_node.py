@@ -46,6 +46,10 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
     Param("near_pass", True, "Also match the pair at half resolution, which reaches twice the disparity, for "
           "surfaces nearer than the full-resolution search range covers (network and hybrid: the network, about "
           "a quarter more of its time; sgbm: SGBM, about a third more)."),
+    Param("sgbm_texture_min", 0.0, "Hybrid backend: drop SGBM's match where the left image's horizontal texture "
+          "(mean |Sobel x| of the grey image, 0-255 scale, over twice SGBM's block) is below this and take the "
+          "network's there: SGBM carries disparities into skies and blank walls from their edges. 0: keep every "
+          "match.", 0.0, 255.0),
     Param("refine", False, "Hybrid backend: refine the fused disparity with the packaged image-guided "
           "refiner (stereo_refine weights): more accurate depth held out, but it flew worse in the closed-loop "
           "benchmark, so off by default."),
@@ -71,6 +75,7 @@ class StereoDepthNode(DepthNodeBase):
             options["near_pass"] = self.param("near_pass")
             if backend == "hybrid":
                 options["refine"] = self.param("refine")
+                options["texture_min"] = float(self.param("sgbm_texture_min"))
         except ValueError as exc:
             self.fail(str(exc))
         else:
