@@ -65,6 +65,14 @@ def minor_page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def timing_summary(times_ms, page_faults: float = 0.0) -> dict:
+    """median/p90/min milliseconds of a series of call times, its length, and ``page_faults``
+    (minor page faults, in all) per call."""
+    a = np.asarray(times_ms, dtype=float)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
+            "min_ms": float(a.min()), "n": int(a.size), "page_faults": page_faults / a.size}
+
+
 def time_call(fn, *, repeat: int = 20, warmup: int = 3, min_seconds: float = 0.0) -> dict:
     """Run ``fn`` and return median/p90/min milliseconds over ``repeat`` calls, and the
     process's minor page faults per call (memory mapped afresh while they ran)."""
@@ -77,9 +85,7 @@ def time_call(fn, *, repeat: int = 20, warmup: int = 3, min_seconds: float = 0.0
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    a = np.asarray(times)
-    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
-            "min_ms": float(a.min()), "n": int(a.size), "page_faults": (minor_page_faults() - faults) / a.size}
+    return timing_summary(times, minor_page_faults() - faults)
 
 
 def add_json_flag(parser) -> None:

@@ -4,12 +4,13 @@ They return plain dicts (snake_case keys, units in names) for cliutil.emit_json.
 """
 from __future__ import annotations
 
+import time
 
 import numpy as np
 from tqdm import tqdm
 
 from depth_nodes.camera import PinholeCamera
-from depth_nodes.cliutil import time_call
+from depth_nodes.cliutil import minor_page_faults, timing_summary
 from depth_nodes.depth.data import DepthDataset
 from depth_nodes.depth.interface import DepthEstimator, DepthInput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
@@ -126,13 +127,18 @@ def _store_timing(res: dict, key: str, t: dict) -> None:
 
 
 def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20, weights: str = "random-init",
-                 device: str = "cpu") -> dict:
+                 device: str = "cpu", warmup: int = 3) -> dict:
     """Latency (ms, end-to-end ``estimate``) per model x runtime x size, SGBM in the same run.
+
+    The cases take turns: each of ``warmup + repeat`` rounds runs every case once, so a host
+    that slows down for a while (a shared machine) slows every case alike, and their ratios
+    hold even where the absolute times drift.
 
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run; ``*_page_faults``: minor page faults
     per run); ``freed_memory_retained``: whether the torch runtime made the process keep the
-    memory it frees (:func:`~depth_nodes.depth.runtime.retain_freed_memory`); plus params and GMAC of each network
+    memory it frees (:func:`~depth_nodes.depth.runtime.retain_freed_memory`); plus params
+    and GMAC of each network
     (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
     ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); the stereo
     network's params and GMAC are not repeated. ``stereo_hybrid_refined``: the same, then the
@@ -144,43 +150,48 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     import torch
 
     rng = np.random.default_rng(0)
-    res: dict = {"weights": weights, "repeat": repeat, "batch": 1}
+    res: dict = {"weights": weights, "repeat": repeat, "batch": 1, "interleaved": True}
+    inputs = {(w, h): _bench_input(w, h, rng) for w, h in sizes}
     # the hybrid runs the stereo network (same parameters and GMAC) plus SGBM beside it
     cases = (("mono_radar", "mono-radar", {}), ("stereo", "stereo", {}), ("stereo_hybrid", "stereo-hybrid", {}),
              ("stereo_hybrid_refined", "stereo-hybrid", {"refine": True}))
-    jobs = [(model, mode, options, rt) for model, mode, options in cases for rt in runtimes]
-    total = (len(jobs) + 1) * len(sizes)
-    with tqdm(total=total, desc="bench models", unit="case") as bar:
-        for model, mode, options, rt in jobs:
+    timed = []  # (result key, estimator, input)
+    for model, mode, options in cases:
+        for rt in runtimes:
             try:
                 est = make_estimator(mode, runtime=rt, device=device, weights=weights, **options)
             except RuntimeUnavailableError as exc:  # e.g. no TensorRT here: report, keep benchmarking
                 res[f"{model}_{rt}_unavailable"] = str(exc)
-                bar.update(len(sizes))
                 continue
             network_info = rt == runtimes[0] and mode != "stereo-hybrid"
             if network_info:
                 res[f"{model}_params"] = count_params(est.model)
             for w, h in sizes:
-                inp = _bench_input(w, h, rng)
                 key = f"{model}_{w}x{h}_ms" if rt == "torch" else f"{model}_{rt}_{w}x{h}_ms"
-                _store_timing(res, key, time_call(lambda: est.estimate(inp), repeat=repeat, warmup=3))
+                timed.append((key, est, inputs[w, h]))
                 if network_info:
                     x = torch.zeros(1, 3, h, w)
                     second = torch.zeros(1, 2, h, w) if model == "mono_radar" else x
                     res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9
-                    if hasattr(est, "near_pass_size") and est.near_pass_size(inp.camera):
+                    if hasattr(est, "near_pass_size") and est.near_pass_size(inputs[w, h].camera):
                         x = torch.zeros(1, 3, h // 2, w // 2)  # the same network on the half-size pair
                         res[f"{model}_near_pass_gmac_{w}x{h}"] = count_macs(est.model, x, x) / 1e9
                 if rt == runtimes[0] and getattr(est, "refiner", None) is not None:
                     res["stereo_refine_params"] = count_params(est.refiner.model)
                     img, one, two = (torch.zeros(1, c, h, w) for c in (3, 1, 2))
                     res[f"stereo_refine_gmac_{w}x{h}"] = count_macs(est.refiner.model, img, img, one, two) / 1e9
-                bar.update(1)
-        sgbm = make_estimator("sgbm")
-        for w, h in sizes:
-            inp = _bench_input(w, h, rng)
-            _store_timing(res, f"sgbm_{w}x{h}_ms", time_call(lambda: sgbm.estimate(inp), repeat=repeat, warmup=3))
-            bar.update(1)
+    sgbm = make_estimator("sgbm")
+    timed += [(f"sgbm_{w}x{h}_ms", sgbm, inputs[w, h]) for w, h in sizes]
+    times: dict[str, list] = {key: [] for key, _, _ in timed}
+    faults = dict.fromkeys(times, 0)
+    for r in tqdm(range(warmup + repeat), desc=f"bench models ({len(timed)} cases a round)", unit="round"):
+        for key, est, inp in timed:
+            f0, t0 = minor_page_faults(), time.perf_counter()
+            est.estimate(inp)
+            if r >= warmup:
+                times[key].append((time.perf_counter() - t0) * 1e3)
+                faults[key] += minor_page_faults() - f0
+    for key in times:
+        _store_timing(res, key, timing_summary(times[key], faults[key]))
     res["freed_memory_retained"] = memory_retained()
     return res
