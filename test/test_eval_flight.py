@@ -34,10 +34,27 @@ def test_small_forest_flight_reaches_goal_and_is_deterministic():
     (dict(speed=0.0), "speed"),
     (dict(speed=40.0), "<= 15"),
     (dict(sim_dt=0.5), "sim_dt"),
+    (dict(depth="gt", depth_options={"refine": True}), "do not apply"),
+    (dict(depth="mono-radar", depth_options={"refine": True}), "do not apply"),
 ])
 def test_flight_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         FlightConfig(**kw)
+
+
+def test_flights_pass_depth_options_to_the_estimator():
+    from depth_nodes.eval.commands import _parse_options
+    from depth_nodes.eval.flight import DepthSource
+
+    assert _parse_options("refine=true,texture_min=4,agreement=first,passes=3") == \
+        {"refine": True, "texture_min": 4, "agreement": "first", "passes": 3}
+    assert _parse_options(None) == {}
+    with pytest.raises(ValueError, match="key=value"):
+        _parse_options("refine")
+    cfg = FlightConfig(depth="stereo-hybrid", depth_options={"texture_min": 4.0})
+    source = DepthSource(cfg.depth, suite=None, options=cfg.depth_options)
+    assert source.estimator.texture_min == 4.0 and source.estimator.refiner is None
+    assert DepthSource("stereo-hybrid", suite=None).estimator.texture_min == 0.0
 
 
 def _result(seed: int, success: bool, plan_ms, stage_ms) -> FlightResult:

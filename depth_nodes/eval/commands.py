@@ -74,6 +74,30 @@ def _parse_list(text: str, kind, name: str) -> list:
     return values
 
 
+def _parse_options(text: str | None) -> dict:
+    """``key=value,key=value`` -> dict; values true/false -> bool, numbers -> int/float, else str."""
+    out: dict = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--depth-options entries must be key=value, got {item!r}")
+        value = value.strip()
+        if value.lower() in ("true", "false"):
+            out[key.strip()] = value.lower() == "true"
+            continue
+        for kind in (int, float):
+            try:
+                out[key.strip()] = kind(value)
+                break
+            except ValueError:
+                pass
+        else:
+            out[key.strip()] = value
+    return out
+
+
 def _flight(args) -> int:
     import logging
 
@@ -88,7 +112,11 @@ def _flight(args) -> int:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     settings = [(w, d, v) for w in worlds_kinds for d in depths for v in speeds]
     density = float(args.density) if args.density.replace(".", "", 1).isdigit() else args.density
-    configs = {s: [FlightConfig(world=s[0], density=density, seed=args.seed + i, speed=s[2], depth=s[1])
+    options = _parse_options(args.depth_options) or None
+    if options and "gt" in depths:
+        raise ValueError("--depth-options apply to estimators; drop gt from --depth")
+    configs = {s: [FlightConfig(world=s[0], density=density, seed=args.seed + i, speed=s[2], depth=s[1],
+                                depth_options=options)
                    for i in range(args.trials)] for s in settings}
     flat = [c for cs in configs.values() for c in cs]
     logging.getLogger(__name__).info("%d settings x %d trials = %d flights on %d worker(s)",
@@ -98,7 +126,7 @@ def _flight(args) -> int:
     for s in settings:
         rs = results[k:k + args.trials]
         k += args.trials
-        name = f"{s[0]} {args.density} depth={s[1]} {s[2]:g} m/s"
+        name = f"{s[0]} {args.density} depth={s[1]} {s[2]:g} m/s" + (f" {args.depth_options}" if options else "")
         by_setting[name] = rs
         table.append({"setting": name, "world": s[0], "density": args.density, "depth": s[1], "speed_m_s": s[2],
                       **aggregate(rs)})
@@ -186,6 +214,9 @@ def register(groups) -> None:
     p.add_argument("--trials", type=int, default=20, help="trials per setting")
     p.add_argument("--seed", type=int, default=100, help="world seed of the first trial")
     p.add_argument("--depth", default="gt", help=f"depth sources, comma-separated: {', '.join(('gt',) + MODES)}")
+    p.add_argument("--depth-options", default=None,
+                   help="estimator options for every --depth source, key=value,... (e.g. refine=true or "
+                        "texture_min=4 for stereo-hybrid; see make_estimator)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                    help="parallel processes (default: all cores)")
     p.add_argument("--out", default=None, help="directory for metrics.json and report.html")

@@ -64,10 +64,19 @@ class FlightConfig:
     voxel_size: float = 0.10
     horizon_m: float = 6.0                   # primitive length at full speed (sets horizon_s)
     record_path: bool = True
+    depth_options: dict | None = None        # estimator options (make_estimator), e.g. {"refine": True}
 
     def __post_init__(self):
         if self.depth not in DEPTH_SOURCES:
             raise ValueError(f"depth must be one of {DEPTH_SOURCES}, got {self.depth!r}")
+        if self.depth_options:
+            from depth_nodes.depth.interface import ESTIMATOR_OPTIONS
+
+            allowed = ESTIMATOR_OPTIONS.get(self.depth, set())
+            unknown = sorted(set(self.depth_options) - allowed)
+            if unknown:
+                raise ValueError(f"depth options {unknown} do not apply to depth {self.depth!r}; "
+                                 f"allowed: {sorted(allowed)}")
         for name in ("speed", "control_rate_hz", "sim_dt", "goal_tolerance_m", "robot_radius", "voxel_size",
                      "horizon_m"):
             v = getattr(self, name)
@@ -130,13 +139,13 @@ def _median(values) -> float:
 class DepthSource:
     """Depth for the planner and map: rendered ground truth or an estimator on rendered images."""
 
-    def __init__(self, mode: str, suite):
+    def __init__(self, mode: str, suite, options: dict | None = None):
         self.mode, self.suite = mode, suite
         self.estimator = None
         if mode != "gt":
             from depth_nodes.depth.interface import make_estimator
 
-            self.estimator = make_estimator(mode)
+            self.estimator = make_estimator(mode, **(options or {}))
         # NaN means "nothing within range" for the renderer's ground truth and for estimators that say so
         self.no_return_is_far = self.estimator is None or self.estimator.no_return_is_far
 
@@ -197,7 +206,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density, cfg.extent))
     rig = SensorRig()
     suite = SensorSuite(world, rig)
-    depth_source = DepthSource(cfg.depth, suite)
+    depth_source = DepthSource(cfg.depth, suite, cfg.depth_options)
     pcfg = _planner_config(cfg, float(world.start[2]), no_return_is_far=depth_source.no_return_is_far)
     planner = PrimitivePlanner(pcfg)
     clearance = pcfg.robot_radius + pcfg.margin
