@@ -182,8 +182,9 @@ class DepthEstimator(ABC):
 
 
 def resolve_runtime(runtime: str, device: str) -> str:
-    """``auto`` -> ``onnx`` on the CPU (onnxruntime runs our networks 1.1-2.5x faster than torch
-    there, ``depth-nodes bench models``) and ``torch`` on CUDA (fp16, no extra package);
+    """``auto`` -> ``onnx`` on the CPU (onnxruntime ran the mono+radar network 1.2-1.4x faster than
+    torch there and the stereo network about as fast, ``depth-nodes bench models``; the flight
+    benchmark's results were measured on it) and ``torch`` on CUDA (fp16, no extra package);
     any other runtime is returned unchanged."""
     if runtime != "auto":
         return runtime
