@@ -325,8 +325,8 @@ def test_hybrid_leaves_textureless_rows_to_the_network(monkeypatch):
     cam = PinholeCamera.from_fov(64, 48, 80.0)
     inp = DepthInput(left, cam, None, np.roll(left, -4, axis=1), cam.with_baseline(0.1))
     # SGBM matched everything at 5 px (as it may in a sky, carried in by its smoothness term)
-    monkeypatch.setattr(HybridStereoEstimator, "_run_sgbm",
-                        lambda self, inp: ([np.full((48, 64), 5.0, np.float32)] * 2, [np.ones((48, 64), bool)] * 2, 0.0))
+    matched = ([np.full((48, 64), 5.0, np.float32)] * 2, [np.ones((48, 64), bool)] * 2, 0.0)
+    monkeypatch.setattr(HybridStereoEstimator, "_run_sgbm", lambda self, inp: matched)
     kw = dict(runtime="torch", weights="random-init", max_disparity=16, near_pass=False)
     net = make_estimator("stereo", **kw).disparity(inp)[0]
     plain = make_estimator("stereo-hybrid", **kw).disparity(inp)[0]
