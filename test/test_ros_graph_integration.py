@@ -127,6 +127,9 @@ def test_graph_flies_to_goal_on_mono_radar_depth_and_repeats_exactly(tmp_path):
         plans = _plans(flight.monitor)
         assert plans and all(d is not None and abs(t - d) < 1e-6 for t, d, _, _ in plans), plans[:5]
     a, b = (_plans(f.monitor) for f in flights)
+    # the plan on the frame that reaches the goal races the shutdown: it may be received or not
+    last = min(a[-1][0], b[-1][0])
+    a, b = ([p for p in plans if p[0] < last] for plans in (a, b))
     assert a == b, next((x, y) for x, y in zip(a, b) if x != y) if len(a) == len(b) else (len(a), len(b))
     assert flights[0].sim_status["pos"] == flights[1].sim_status["pos"]
     assert flights[0].sim_status["t"] == flights[1].sim_status["t"]
