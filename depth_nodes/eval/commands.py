@@ -112,9 +112,7 @@ def _flight(args) -> int:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     settings = [(w, d, v) for w in worlds_kinds for d in depths for v in speeds]
     density = float(args.density) if args.density.replace(".", "", 1).isdigit() else args.density
-    options = _parse_options(args.depth_options) or None
-    if options and "gt" in depths:
-        raise ValueError("--depth-options apply to estimators; drop gt from --depth")
+    options = _parse_options(args.depth_options) or None  # FlightConfig checks them against each depth
     configs = {s: [FlightConfig(world=s[0], density=density, seed=args.seed + i, speed=s[2], depth=s[1],
                                 depth_options=options)
                    for i in range(args.trials)] for s in settings}
