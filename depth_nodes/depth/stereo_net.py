@@ -39,16 +39,15 @@ def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, grou
     over each channel group of ``fl(x) * fr(x - d)`` for d = 0..D-1 (zero where x - d falls
     outside)."""
     b, c, h, w = fl.shape
+    cdim, wdim = 1, 3
     if channels_last:
         fl, fr = fl.permute(0, 2, 3, 1), fr.permute(0, 2, 3, 1)  # (B, H, W, C) views
+        cdim, wdim = 3, 2
     slices = []
     for d in range(candidates):
-        if channels_last:
-            prod = (fl[:, :, d:] * fr[:, :, : w - d]).reshape(b, h, w - d, groups, c // groups).mean(dim=-1)
-            slices.append(prod if d == 0 else F.pad(prod, (0, 0, d, 0)))
-        else:
-            shifted = fr if d == 0 else F.pad(fr[..., : w - d], (d, 0, 0, 0))
-            slices.append((fl * shifted).view(b, groups, c // groups, h, w).mean(dim=2))
+        prod = fl.narrow(wdim, d, w - d) * fr.narrow(wdim, 0, w - d)
+        prod = prod.unflatten(cdim, (groups, c // groups)).mean(dim=cdim + 1)
+        slices.append(F.pad(prod, (0, 0) * (prod.dim() - 1 - wdim) + (d, 0)) if d else prod)
     return torch.stack(slices, dim=1)
 
 
@@ -89,17 +88,17 @@ class VolumeConv(nn.Module):
         self.act = nn.Identity() if last else nn.ReLU(inplace=True)
 
     def forward(self, v: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-        if channels_last:
-            b, d, h, w, c = v.shape
-            vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
-            stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=-1).view(b * d, h, w, 3 * c)
-            out = self.act(self.bn(self.conv(stacked.permute(0, 3, 1, 2))))
-            return out.permute(0, 2, 3, 1).reshape(b, d, h, w, -1)
-        b, d, c, h, w = v.shape
+        b, d = v.shape[:2]
         vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
-        stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=2).reshape(b * d, 3 * c, h, w)
-        out = self.act(self.bn(self.conv(stacked)))
-        return out.reshape(b, d, -1, h, w)
+        stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=-1 if channels_last else 2)
+        stacked = stacked.reshape(b * d, *stacked.shape[2:])
+        if channels_last:  # (B*D, H, W, 3C) -> a channels-last (B*D, 3C, H, W) view, and back
+            return self._conv(stacked.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, d, *v.shape[2:4], -1)
+        out = self._conv(stacked)
+        return out.reshape(b, d, *out.shape[1:])
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
 
 
 class StereoNet(nn.Module):
