@@ -411,20 +411,45 @@ def test_losses_vanish_for_perfect_prediction_and_grow_with_error():
     assert silog(noisy, log_gt, mask) > 0.2 and gradient_matching(noisy, log_gt, mask) > 0.1
 
 
-def test_volume_conv_equals_conv3d():
+@pytest.mark.parametrize("cin,cout", [(4, 6), (6, 1)])
+def test_volume_conv_equals_conv3d(cin, cout):
+    """Both ways of running it (stacked outputs: NCHW, and channels last where the layer has
+    fewer outputs than inputs; stacked inputs: channels last otherwise) are Conv3d's maths."""
     from depth_nodes.depth.stereo_net import VolumeConv
 
-    conv3d = torch.nn.Conv3d(4, 6, 3, padding=1, bias=False)
-    vc = VolumeConv(4, 6, last=True)
+    conv3d = torch.nn.Conv3d(cin, cout, 3, padding=1, bias=True)
+    vc = VolumeConv(cin, cout, last=True)
     with torch.no_grad():
-        vc.conv.weight.copy_(conv3d.weight.permute(0, 2, 1, 3, 4).reshape(6, 12, 3, 3))
-        vc.conv.bias.zero_()
-        v = torch.randn(2, 5, 4, 7, 9, generator=torch.Generator().manual_seed(4))  # (B, D, C, H, W)
+        vc.conv.weight.copy_(conv3d.weight.permute(0, 2, 1, 3, 4).reshape(cout, 3 * cin, 3, 3))
+        vc.conv.bias.copy_(conv3d.bias)
+        v = torch.randn(2, 5, cin, 7, 9, generator=torch.Generator().manual_seed(4))  # (B, D, C, H, W)
         ref = conv3d(v.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
         torch.testing.assert_close(vc(v), ref, rtol=1e-4, atol=1e-5)
         # the same volume channels last, (B, D, H, W, C), gives the same volume channels last
         out = vc(v.permute(0, 1, 3, 4, 2).contiguous(), channels_last=True)
         torch.testing.assert_close(out, ref.permute(0, 1, 3, 4, 2), rtol=1e-4, atol=1e-5)
+    # counted as the Conv3d, though its convolution runs through torch.nn.functional
+    assert count_macs(vc, v) == count_macs(conv3d, v.permute(0, 2, 1, 3, 4)) > 0
+
+
+def test_volume_conv_normalises_after_adding_the_slices():
+    """With BatchNorm + ReLU (training, and unfolded inference) in both layouts and both ways."""
+    from depth_nodes.depth.stereo_net import VolumeConv
+
+    g = torch.Generator().manual_seed(6)
+    v = torch.randn(1, 6, 8, 5, 7, generator=g)
+    for cout in (8, 2):  # stacked inputs channels last / stacked outputs everywhere
+        vc = VolumeConv(8, cout).eval()
+        vc.bn.running_mean.uniform_(-0.5, 0.5, generator=g)
+        vc.bn.running_var.uniform_(0.5, 2.0, generator=g)
+        with torch.no_grad():
+            conv = vc.conv(torch.cat([torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))[:, k:k + 6]
+                                      for k in range(3)], dim=2).flatten(0, 1))
+            ref = vc.act(vc.bn(conv)).unflatten(0, (1, 6))
+            torch.testing.assert_close(vc(v), ref, rtol=1e-4, atol=1e-5)
+            out = vc(v.permute(0, 1, 3, 4, 2).contiguous(), channels_last=True)
+            torch.testing.assert_close(out, ref.permute(0, 1, 3, 4, 2), rtol=1e-4, atol=1e-5)
+        assert (ref == 0).any() and (ref > 0).any()  # the ReLU acted
 
 
 def test_stereo_net_gives_the_same_disparity_in_both_memory_layouts():

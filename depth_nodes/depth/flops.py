@@ -2,7 +2,9 @@
 
 Counts conv (1D/2D/3D, transposed) and linear layers only, which dominate
 these networks; BatchNorm (foldable), activations, interpolation and the
-correlation volume's element-wise products are not counted.
+correlation volume's element-wise products are not counted. A module with a
+``layer_macs(inputs, output)`` method (one that runs its convolution through
+``torch.nn.functional``) is counted by that method, and its submodules are not.
 """
 from __future__ import annotations
 
@@ -38,7 +40,15 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
         nonlocal total
         total += _layer_macs(module, inp, out)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*_CONV, nn.Linear))]
+    def own_hook(module, inp, out):
+        nonlocal total
+        total += int(module.layer_macs(inp, out))
+
+    counted_whole = [m for m in model.modules() if hasattr(m, "layer_macs")]
+    inside = {id(sub) for m in counted_whole for sub in m.modules() if sub is not m}
+    handles = [m.register_forward_hook(own_hook) for m in counted_whole if id(m) not in inside]
+    handles += [m.register_forward_hook(hook) for m in model.modules()
+                if isinstance(m, (*_CONV, nn.Linear)) and id(m) not in inside]
     was_training = model.training
     try:
         model.eval()

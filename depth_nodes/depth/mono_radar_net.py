@@ -55,7 +55,9 @@ class MonoRadarNet(nn.Module):
         y = feats[-1]
         for conv, skip in zip(self.decoder, reversed(feats[:-1])):
             y = conv(torch.cat([upsample_to(y, skip), skip], dim=1))
-        return upsample_to(self.head(y), image)
+        # NCHW before upsampling: bilinear resizing of two channels-last channels (the torch
+        # runtime's layout) took several times as long
+        return upsample_to(self.head(y).contiguous(), image)
 
     def log_depth(self, logits: torch.Tensor) -> torch.Tensor:
         """Bounded natural-log depth (log metres) from the first logit channel."""
