@@ -179,6 +179,21 @@ def test_bench_models_small():
     assert res["stereo_near_pass_gmac_192x96"] == pytest.approx(res["stereo_gmac_192x96"] / 4, rel=0.1)
 
 
+def test_bench_models_packaged_reports_each_network_at_its_input_size():
+    res = bench_models(runtimes=("torch",), sizes=((320, 240),), repeat=1, weights=None, warmup=0)
+    assert res["weights"] == "packaged" and res["mono_radar_320x240_ms"] > 0
+    # the packaged mono+radar network runs at its card's 160x120, a quarter of the pixels
+    assert res["mono_radar_input_size_320x240"] == [160, 120]
+    import torch
+
+    from depth_nodes.depth.flops import count_macs
+    from depth_nodes.depth.mono_radar_net import MonoRadarNet
+
+    full = count_macs(MonoRadarNet(), torch.zeros(1, 3, 240, 320), torch.zeros(1, 2, 240, 320)) / 1e9
+    assert res["mono_radar_gmac_320x240"] == pytest.approx(full / 4, rel=0.02)
+    assert "stereo_input_size_320x240" not in res  # the stereo network runs at the camera's size
+
+
 def test_export_onnx_cli(tmp_path):
     import onnx
 

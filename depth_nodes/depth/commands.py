@@ -165,7 +165,8 @@ def cmd_bench_models(args) -> int:
     if bad:
         raise ValueError(f"--runtimes entries must be torch, onnx or tensorrt, got {bad}")
     sizes = tuple(_size(s) for s in args.sizes.split(","))
-    res = bench_models(runtimes=runtimes, sizes=sizes, repeat=args.repeat, weights=args.weights, device=args.device)
+    weights = None if args.weights == "packaged" else args.weights
+    res = bench_models(runtimes=runtimes, sizes=sizes, repeat=args.repeat, weights=weights, device=args.device)
     _report(args, {**res, **run_info(data="random images", seed=0, device=args.device, threads=threads)})
     return 0
 
@@ -284,7 +285,9 @@ def register(groups) -> None:
     p.add_argument("--sizes", default="320x240,640x480", help="comma list of WxH input sizes")
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--weights", default="random-init",
-                   help="random-init (default; latency does not depend on weights) or a .safetensors path")
+                   help="random-init (default: every network at the camera's size; latency does not depend "
+                        "on the weights), packaged (the shipped estimators as deployed: each network at its "
+                        "card's input size, e.g. mono+radar at 160x120) or a .safetensors path")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     _add_threads(p)
     add_json_flag(p)

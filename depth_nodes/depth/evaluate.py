@@ -145,12 +145,15 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     refiner, whose params and GMAC are ``stereo_refine_params`` and ``stereo_refine_gmac_{WxH}``
     (it runs at the camera's resolution).
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
+    ``weights``: ``"random-init"`` (the networks at the camera's size), None (the packaged
+    weights, at their cards' input sizes: ``{model}_input_size_{WxH}`` where that differs from
+    the camera's, and the GMAC there) or a ``.safetensors`` path.
     """
     from depth_nodes.depth.flops import count_macs, count_params
     import torch
 
     rng = np.random.default_rng(0)
-    res: dict = {"weights": weights, "repeat": repeat, "batch": 1, "interleaved": True}
+    res: dict = {"weights": weights or "packaged", "repeat": repeat, "batch": 1, "interleaved": True}
     inputs = {(w, h): _bench_input(w, h, rng) for w, h in sizes}
     # the hybrid runs the stereo network (same parameters and GMAC) plus SGBM beside it
     cases = (("mono_radar", "mono-radar", {}), ("stereo", "stereo", {}), ("stereo_hybrid", "stereo-hybrid", {}),
@@ -170,11 +173,15 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                 key = f"{model}_{w}x{h}_ms" if rt == "torch" else f"{model}_{rt}_{w}x{h}_ms"
                 timed.append((key, est, inputs[w, h]))
                 if network_info:
-                    x = torch.zeros(1, 3, h, w)
-                    second = torch.zeros(1, 2, h, w) if model == "mono_radar" else x
+                    nw, nh = est.net_camera(inputs[w, h].camera).size  # trained weights: their card's size
+                    if (nw, nh) != (w, h):
+                        res[f"{model}_input_size_{w}x{h}"] = [nw, nh]
+                    x = torch.zeros(1, 3, nh, nw)
+                    second = torch.zeros(1, 2, nh, nw) if model == "mono_radar" else x
                     res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9
-                    if hasattr(est, "near_pass_size") and est.near_pass_size(inputs[w, h].camera):
-                        x = torch.zeros(1, 3, h // 2, w // 2)  # the same network on the half-size pair
+                    half = est.near_pass_size(inputs[w, h].camera) if hasattr(est, "near_pass_size") else None
+                    if half:
+                        x = torch.zeros(1, 3, half[1], half[0])  # the same network on the half-size pair
                         res[f"{model}_near_pass_gmac_{w}x{h}"] = count_macs(est.model, x, x) / 1e9
                 if rt == runtimes[0] and getattr(est, "refiner", None) is not None:
                     res["stereo_refine_params"] = count_params(est.refiner.model)
