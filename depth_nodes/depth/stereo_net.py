@@ -82,9 +82,10 @@ class VolumeConv(nn.Module):
       three, which oneDNN runs much faster. Used in the NCHW layout, where the three parts
       are contiguous planes (exported graphs: onnxruntime ran the stereo network about 15 %
       faster than with stacked inputs), and for layers with fewer outputs than inputs.
-    - stacked inputs: the slices d-1, d, d+1 are concatenated along the channels, then one
-      2D convolution. Used channels last otherwise: there the three output parts are
-      interleaved per pixel, and adding them took as long as the convolution.
+    - one convolution per offset: the slices d-1, d and d+1 each convolved with their part
+      of the weights, and added. Used channels last otherwise: there the three parts of the
+      stacked outputs are interleaved per pixel, and adding them took as long as the
+      convolution; concatenating the three slices (stacked inputs) was 12-15 % slower too.
 
     ``channels_last``: the volume is (B, D, H, W, C) instead, which the 2D convolution reads
     as a channels-last batch, and whose output is the next volume, with no layout conversion.
@@ -101,9 +102,7 @@ class VolumeConv(nn.Module):
     def forward(self, v: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         b, d = v.shape[:2]
         if channels_last and 3 * self.conv.out_channels >= self.conv.in_channels:
-            vp = F.pad(v, (0, 0, 0, 0, 0, 0, 1, 1))
-            stacked = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:]], dim=-1).reshape(b * d, *v.shape[2:4], -1)
-            out = self.conv(stacked.permute(0, 3, 1, 2))  # (B*D, H, W, 3C) as channels-last (B*D, 3C, H, W)
+            out = self._per_offset(v)
         else:
             out = self._stacked_outputs(v, channels_last)
         if channels_last:
@@ -113,6 +112,23 @@ class VolumeConv(nn.Module):
     def layer_macs(self, inputs, output: torch.Tensor) -> int:
         """MACs of one call (:func:`~depth_nodes.depth.flops.count_macs`), the same both ways."""
         return output.numel() * self.conv.in_channels * self.conv.kernel_size[0] * self.conv.kernel_size[1]
+
+    def _per_offset(self, v: torch.Tensor) -> torch.Tensor:
+        """The convolution before BatchNorm, channels last (B*D, cout, H, W), from three 2D
+        convolutions: the slices d, d-1 and d+1, each with its part of the weights, added up."""
+        b, d, h, w, cin = v.shape
+        parts = self.conv.weight.unflatten(1, (3, cin)).unbind(1)  # for the slices d-1, d, d+1
+
+        def conv(slices: torch.Tensor, k: int, bias=None) -> torch.Tensor:  # -> (B, D', H, W, cout)
+            x = slices.reshape(-1, h, w, cin).permute(0, 3, 1, 2)  # a channels-last batch
+            y = F.conv2d(x, parts[k], bias, padding=self.conv.padding)
+            return y.permute(0, 2, 3, 1).reshape(b, slices.shape[1], h, w, -1)
+
+        out = conv(v, 1, self.conv.bias)
+        if d > 1:
+            out[:, 1:] += conv(v[:, :-1], 0)
+            out[:, :-1] += conv(v[:, 1:], 2)
+        return out.reshape(b * d, h, w, -1).permute(0, 3, 1, 2)
 
     def _stacked_outputs(self, v: torch.Tensor, channels_last: bool) -> torch.Tensor:
         """The convolution before BatchNorm, (B*D, cout, H, W), from one 2D convolution per slice."""
