@@ -88,14 +88,15 @@ def cmd_train(args) -> int:
 def cmd_export_onnx(args) -> int:
     import numpy as np
 
-    from depth_nodes.depth.model_io import MODEL_FOR_MODE
+    from depth_nodes.depth.model_io import MODEL_FOR_MODE, fold_batchnorm
     from depth_nodes.depth.runtime import export_onnx, load_network
 
     model_name = MODEL_FOR_MODE[args.model]
     model, _, status = load_network(model_name, args.weights)
     w, h = _size(args.size)
     second = 2 if model_name == "mono_radar" else 3
-    export_onnx(model, [np.zeros((1, 3, h, w), np.float32), np.zeros((1, second, h, w), np.float32)], args.out)
+    # the graph the onnx runtime runs: BatchNorm folded into the convolutions before it
+    export_onnx(fold_batchnorm(model.eval()), [np.zeros((1, 3, h, w), np.float32), np.zeros((1, second, h, w), np.float32)], args.out)
     log.info("exported %s (%s weights) at %dx%d to %s", args.model, status, w, h, args.out)
     return 0
 

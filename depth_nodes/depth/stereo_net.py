@@ -105,9 +105,10 @@ class VolumeConv(nn.Module):
             out = self._per_offset(v)
         else:
             out = self._stacked_outputs(v, channels_last)
+        cout = self.conv.out_channels  # (a -1 here made the exported graph test the size at run time)
         if channels_last:
-            return self.act(self.bn(out)).permute(0, 2, 3, 1).reshape(b, d, *v.shape[2:4], -1)
-        return self.act(self.bn(out)).reshape(b, d, -1, *v.shape[3:])
+            return self.act(self.bn(out)).permute(0, 2, 3, 1).reshape(b, d, *v.shape[2:4], cout)
+        return self.act(self.bn(out)).reshape(b, d, cout, *v.shape[3:])
 
     def layer_macs(self, inputs, output: torch.Tensor) -> int:
         """MACs of one call (:func:`~depth_nodes.depth.flops.count_macs`), the same both ways."""
