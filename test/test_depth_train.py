@@ -205,6 +205,17 @@ def test_export_onnx_cli(tmp_path):
     assert [i.name for i in model.graph.input] == ["image", "radar"]
 
 
+def test_export_onnx_cli_stereo_graph_is_static_and_folded(tmp_path):
+    """No run-time shape tests (If) and no BatchNorm left: what the onnx runtime runs."""
+    import onnx
+
+    out = tmp_path / "s.onnx"
+    assert main(["export", "onnx", "--model", "stereo", "--weights", "random-init", "--size", "128x64",
+                 "--out", str(out)]) == 0
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "Conv" in ops and not ops & {"If", "Loop", "BatchNormalization"}
+
+
 def test_stereo_loss_trains_no_return_pixels_toward_zero_disparity():
     """--no-return-far: pixels without GT (a simulated sky) join the loss with target disparity 0."""
     import torch
