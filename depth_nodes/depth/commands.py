@@ -96,7 +96,8 @@ def cmd_export_onnx(args) -> int:
     w, h = _size(args.size)
     second = 2 if model_name == "mono_radar" else 3
     # the graph the onnx runtime runs: BatchNorm folded into the convolutions before it
-    export_onnx(fold_batchnorm(model.eval()), [np.zeros((1, 3, h, w), np.float32), np.zeros((1, second, h, w), np.float32)], args.out)
+    inputs = [np.zeros((1, 3, h, w), np.float32), np.zeros((1, second, h, w), np.float32)]
+    export_onnx(fold_batchnorm(model.eval()), inputs, args.out)
     log.info("exported %s (%s weights) at %dx%d to %s", args.model, status, w, h, args.out)
     return 0
 

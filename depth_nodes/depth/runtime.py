@@ -137,10 +137,8 @@ class TorchBackend:
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
             xs = [torch.from_numpy(x).to(self.device) for x in inputs]
-            if self.half:
-                xs = [x.half() for x in xs]
             if self.half:  # on the CPU the inputs stay NCHW (see the class docstring)
-                xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+                xs = [x.half().contiguous(memory_format=torch.channels_last) for x in xs]
             outs = self.model(*xs)
             return [o.float().contiguous().cpu().numpy() for o in outs]
 
