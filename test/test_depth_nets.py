@@ -354,6 +354,12 @@ def test_hybrid_arbitration_where_sgbm_passes_disagree():
     np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest")[0], [[10.2, 14.0, 10.0, 7.0, nan]], rtol=1e-6)
     np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "all")[0], [[10.2, nan, nan, nan, nan]], rtol=1e-6)
     np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "first")[0], [[10.2, 10.0, 10.0, nan, nan]], rtol=1e-6)
+    # with a limit, a conflicting pixel whose nearest pass is farther from the net goes to the net
+    # (pixel 4: pass 2 is 4 px away); agreeing passes are kept whatever the net says (pixel 1)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest", nearest_max_gap=1.0)[0],
+                               [[10.2, 14.0, 10.0, nan, nan]], rtol=1e-6)
+    np.testing.assert_allclose(fuse_hybrid(disps, valids, net, "nearest", nearest_max_gap=0.4)[0],
+                               [[10.2, nan, nan, nan, nan]], rtol=1e-6)
 
 
 def test_hybrid_default_arbitrates_with_the_network():
@@ -378,6 +384,19 @@ def test_hybrid_default_arbitrates_with_the_network():
     kept, _ = fuse_hybrid(disps, valids, net_disp, "nearest")
     np.testing.assert_allclose(disp, np.where(np.isfinite(kept), kept, net_disp), rtol=1e-5, atol=1e-5)
     assert np.isfinite(kept).sum() > np.isfinite(fuse_hybrid(disps, valids, net_disp, "all")[0]).sum()
+    # nearest_max_gap is in px at the network's input size: scaled to the camera's (here 2x)
+    limited = make_estimator("stereo-hybrid", runtime="torch", weights="random-init", max_disparity=32,
+                             near_pass=False, net_size=(64, 48), nearest_max_gap=10.0)
+    net_disp, _ = make_estimator("stereo", runtime="torch", weights="random-init", max_disparity=32,
+                                 near_pass=False, net_size=(64, 48)).disparity(inp)
+    disps, valids = limited.sgbm_for(128).pass_disparities(left, right)
+    kept, _ = fuse_hybrid(disps, valids, net_disp, "nearest", nearest_max_gap=20.0)
+    unscaled, _ = fuse_hybrid(disps, valids, net_disp, "nearest", nearest_max_gap=10.0)
+    assert np.isfinite(kept).sum() != np.isfinite(unscaled).sum()  # so the scaling is what is tested
+    np.testing.assert_allclose(limited.disparity(inp)[0], np.where(np.isfinite(kept), kept, net_disp),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="nearest_max_gap"):
+        make_estimator("stereo-hybrid", weights="random-init", nearest_max_gap=0.0)
 
 
 def test_input_validation():

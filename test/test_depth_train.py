@@ -155,6 +155,9 @@ def test_eval_depth_max_disparity_sets_the_search_range(dataset, capsys, caplog)
     assert "stereo-hybrid only" in caplog.text
     assert main([*args, "--mode", "mono-radar", "--no-near-pass"]) == 2  # no stereo, no near pass
     assert "--no-near-pass applies to the stereo modes only" in caplog.text
+    assert main([*args, "--mode", "stereo", "--nearest-max-gap", "4"]) == 2
+    assert "--nearest-max-gap applies to stereo-hybrid only" in caplog.text
+    assert main([*args, "--mode", "stereo-hybrid", "--nearest-max-gap", "0"]) == 2  # must be > 0
     capsys.readouterr()
     assert main([*args, "--mode", "stereo", "--max-frames", "2", "--no-near-pass"]) == 0
     assert json.loads(capsys.readouterr().out)["near_pass"] is False

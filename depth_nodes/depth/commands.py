@@ -135,6 +135,10 @@ def cmd_eval_depth(args) -> int:
         if args.mode != "stereo-hybrid":
             raise ValueError(f"--texture-min applies to stereo-hybrid only, not {args.mode!r}")
         options["texture_min"] = args.texture_min
+    if args.nearest_max_gap is not None:
+        if args.mode != "stereo-hybrid":
+            raise ValueError(f"--nearest-max-gap applies to stereo-hybrid only, not {args.mode!r}")
+        options["nearest_max_gap"] = args.nearest_max_gap
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
@@ -143,7 +147,8 @@ def cmd_eval_depth(args) -> int:
                    "sgbm_agreement": args.sgbm_agreement,
                    "near_pass": getattr(est, "near_pass", None),
                    "refine": (est.refiner is not None) if args.mode == "stereo-hybrid" else None,
-                   "texture_min": getattr(est, "texture_min", None), **res,
+                   "texture_min": getattr(est, "texture_min", None),
+                   "nearest_max_gap": getattr(est, "nearest_max_gap", None), **res,
                    **run_info(data=args.data, seed=None, device=args.device, threads=threads)})
     return 0
 
@@ -267,6 +272,10 @@ def register(groups) -> None:
                    help="stereo-hybrid: drop SGBM's matches where the left image's horizontal texture (mean "
                         "|Sobel x| of the grey image, 0-255 scale) is below this, and take the network's there "
                         "(default: the estimator's)")
+    p.add_argument("--nearest-max-gap", type=float, default=None,
+                   help="stereo-hybrid: where SGBM's passes disagree and none lies within this many px (at "
+                        "the network's input size) of the network's disparity, take the network's "
+                        "(default: the estimator's, no limit)")
     p.add_argument("--crop", type=float, default=None,
                    help="evaluate on the centred window keeping this fraction of each side: a camera with "
                         "the same focal length and a narrower field of view (e.g. 0.75: 90 -> 74 deg)")

@@ -31,7 +31,7 @@ ESTIMATOR_OPTIONS = {
     "mono-radar": {"net_size", "radar_dilate"},
     "stereo": {"net_size", "max_disparity", "near_pass"},
     "stereo-hybrid": {"net_size", "max_disparity", "near_pass", "num_disparities", "block_size", "uniqueness_ratio",
-                      "passes", "agreement", "refine", "refine_weights", "texture_min"},
+                      "passes", "agreement", "refine", "refine_weights", "texture_min", "nearest_max_gap"},
     "sgbm": {"num_disparities", "block_size", "uniqueness_ratio", "passes", "require_agreement", "near_pass"},
 }
 #: Whose disparity the stereo hybrid takes where SGBM's passes disagree (see
