@@ -55,6 +55,7 @@ def test_flights_pass_depth_options_to_the_estimator():
     source = DepthSource(cfg.depth, suite=None, options=cfg.depth_options)
     assert source.estimator.texture_min == 4.0 and source.estimator.refiner is None
     assert DepthSource("stereo-hybrid", suite=None).estimator.texture_min == 0.0
+    assert DepthSource("stereo-hybrid", suite=None).estimator.nearest_max_gap == float("inf")  # no limit
 
 
 def _result(seed: int, success: bool, plan_ms, stage_ms) -> FlightResult:

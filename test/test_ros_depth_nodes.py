@@ -264,7 +264,8 @@ def test_stereo_sgbm_depth_and_disparity(ctx, ns, rng):
 def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rng, backend, estimator, near_pass):
     cam = PinholeCamera.from_fov(W, H, 90.0)
     right_cam = cam.with_baseline(0.12)
-    near = [] if near_pass is None else [Parameter("near_pass", value=near_pass)]
+    near = [] if near_pass is None else [Parameter("near_pass", value=near_pass),
+                                         Parameter("sgbm_nearest_max_gap", value=8.0)]
     node = stereo_depth_node.StereoDepthNode(context=ctx, namespace=ns, parameter_overrides=FAST_NET + near + [
         Parameter("backend", value=backend), Parameter("max_disparity", value=32),
         Parameter("publish_points", value=False)])
@@ -275,6 +276,8 @@ def test_stereo_network_backend_publishes_disparity_range_of_the_net(ctx, ns, rn
         assert node.estimator is not None and node.estimator.name == estimator
         assert node.estimator.near_pass is (near_pass is None)  # on unless the parameter says false
         assert getattr(node.estimator, "refiner", None) is None  # refine: false by default
+        if backend == "hybrid":
+            assert node.estimator.nearest_max_gap == 8.0
         stamp = sec_to_stamp(3.0)
         img = textured_rgb(rng, W, H)
 

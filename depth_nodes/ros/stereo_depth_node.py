@@ -50,6 +50,10 @@ PARAMS: tuple[Param, ...] = ESTIMATOR_PARAMS + (
           "(mean |Sobel x| of the grey image, 0-255 scale, over twice SGBM's block) is below this and take the "
           "network's there: SGBM carries disparities into skies and blank walls from their edges. 0: keep every "
           "match.", 0.0, 255.0),
+    Param("sgbm_nearest_max_gap", 0.0, "Hybrid backend: where SGBM's passes disagree and none lies within this "
+          "many px (at the network's input size) of the network's disparity, take the network's: SGBM can match "
+          "textureless sky near in one pass. Held out it costs some precision, and the network's misses are far "
+          "readings of near surfaces (README). 0: no limit.", 0.0, 1024.0),
     Param("refine", False, "Hybrid backend: refine the fused disparity with the packaged image-guided "
           "refiner (stereo_refine weights): more accurate depth held out, but it flew worse in the closed-loop "
           "benchmark, so off by default."),
@@ -76,6 +80,7 @@ class StereoDepthNode(DepthNodeBase):
             if backend == "hybrid":
                 options["refine"] = self.param("refine")
                 options["texture_min"] = float(self.param("sgbm_texture_min"))
+                options["nearest_max_gap"] = float(self.param("sgbm_nearest_max_gap")) or float("inf")
         except ValueError as exc:
             self.fail(str(exc))
         else:
