@@ -131,14 +131,12 @@ def cmd_eval_depth(args) -> int:
         if args.mode != "stereo-hybrid":
             raise ValueError(f"--refine and --refine-weights apply to stereo-hybrid only, not {args.mode!r}")
         options.update(refine=True, refine_weights=args.refine_weights)
-    if args.texture_min is not None:
-        if args.mode != "stereo-hybrid":
-            raise ValueError(f"--texture-min applies to stereo-hybrid only, not {args.mode!r}")
-        options["texture_min"] = args.texture_min
-    if args.nearest_max_gap is not None:
-        if args.mode != "stereo-hybrid":
-            raise ValueError(f"--nearest-max-gap applies to stereo-hybrid only, not {args.mode!r}")
-        options["nearest_max_gap"] = args.nearest_max_gap
+    for key in ("texture_min", "nearest_max_gap"):  # the hybrid's own options
+        if getattr(args, key) is not None:
+            if args.mode != "stereo-hybrid":
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(f"{flag} applies to stereo-hybrid only, not {args.mode!r}")
+            options[key] = getattr(args, key)
     est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
