@@ -473,7 +473,9 @@ class HybridStereoEstimator(StereoEstimator):
     whose pass lay 4-32 px from the network's, and SGBM's first pass read textureless sky as
     near (48-56 px, 0.3 m on the default rig) where the second did not match: phantom walls
     beside the goal of a flight that timed out. But abs_rel within 20 m rises (0.0591 -> 0.0605
-    at 4 px), since the network's misses there are the costlier kind (far for near).
+    at 4 px), since the network's misses there are the costlier kind (far for near), and the
+    refined hybrid with 16 px traded its flight timeouts for one collision more (README); so
+    no limit by default.
 
     ``refine`` (or ``refine_weights``, a .safetensors path; default the packaged
     ``stereo_refine``): pass the fused disparity through :class:`refine_net.DisparityRefiner`.
@@ -566,6 +568,8 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
     """(disparity, agreement): SGBM's disparity where the hybrid takes it (NaN where it takes
     the network's): the mean of the passes where they all agree, elsewhere as ``agreement``
     says (see :class:`HybridStereoEstimator`); agreement marks where all passes agree.
+    ``nearest_max_gap`` (px, ``nearest`` only): where the pass nearest the network's is farther
+    than this from it, NaN (the network's).
 
     ``near`` marks the pixels where the network's disparity comes from its near pass (a surface
     in or beyond the last quarter of the range). There SGBM's value, if more than
