@@ -173,13 +173,14 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
                 key = f"{model}_{w}x{h}_ms" if rt == "torch" else f"{model}_{rt}_{w}x{h}_ms"
                 timed.append((key, est, inputs[w, h]))
                 if network_info:
-                    nw, nh = est.net_camera(inputs[w, h].camera).size  # trained weights: their card's size
+                    cam = inputs[w, h].camera
+                    nw, nh = est.net_camera(cam).size  # trained weights: their card's size
                     if (nw, nh) != (w, h):
                         res[f"{model}_input_size_{w}x{h}"] = [nw, nh]
                     x = torch.zeros(1, 3, nh, nw)
                     second = torch.zeros(1, 2, nh, nw) if model == "mono_radar" else x
                     res[f"{model}_gmac_{w}x{h}"] = count_macs(est.model, x, second) / 1e9
-                    half = est.near_pass_size(inputs[w, h].camera) if hasattr(est, "near_pass_size") else None
+                    half = est.near_pass_size(cam) if hasattr(est, "near_pass_size") else None
                     if half:
                         x = torch.zeros(1, 3, half[1], half[0])  # the same network on the half-size pair
                         res[f"{model}_near_pass_gmac_{w}x{h}"] = count_macs(est.model, x, x) / 1e9
