@@ -202,6 +202,48 @@ def test_cpu_backend_runs_channels_last_with_plain_outputs(make):
 
 
 @pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
+def test_cpu_backend_runs_one_frozen_graph_per_input_shape(make):
+    net = fold_batchnorm(make().eval())
+    eager, frozen = TorchBackend(net, "cpu", freeze=False), TorchBackend(net, "cpu")
+    assert frozen.freeze and not eager.freeze
+    for h, w in ((48, 64), (32, 96), (48, 64)):
+        img, img2 = _imgs(h, w)
+        second = torch.rand(1, 2, h, w) if isinstance(net, MonoRadarNet) else img2
+        inputs = [img.numpy(), second.numpy()]
+        for got, want in zip(frozen(inputs), eager(inputs)):
+            assert got.flags["C_CONTIGUOUS"] and got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the third call reused the first shape's graph
+    assert len(frozen._frozen) == 2 and all(isinstance(g, torch.jit.ScriptModule) for g in frozen._frozen.values())
+
+
+def test_cpu_backend_runs_eagerly_where_it_cannot_trace(monkeypatch, caplog):
+    def no_trace(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "trace", no_trace)
+    net = MonoRadarNet().eval()
+    backend = TorchBackend(net, "cpu")
+    img, _ = _imgs(48, 64)
+    radar = torch.zeros(1, 2, 48, 64)
+    with caplog.at_level("WARNING", logger="depth_nodes.depth.runtime"):
+        depth, _ = backend([img.numpy(), radar.numpy()])
+    assert "could not trace MonoRadarNet" in caplog.text and "no TorchScript here" in caplog.text
+    assert not backend.freeze and not backend._frozen
+    with torch.no_grad():
+        np.testing.assert_allclose(depth, net(img, radar)[0].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_backend_freeze_can_be_switched_off_by_environment(monkeypatch):
+    from depth_nodes.depth.runtime import FREEZE_ENV
+
+    monkeypatch.setenv(FREEZE_ENV, "0")
+    assert not TorchBackend(MonoRadarNet(), "cpu").freeze
+    monkeypatch.setenv(FREEZE_ENV, "1")
+    assert TorchBackend(MonoRadarNet(), "cpu").freeze
+
+
+@pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
 def test_fold_batchnorm_keeps_outputs(make):
     net = make().eval()
     for m in net.modules():  # non-trivial BN statistics

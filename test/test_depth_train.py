@@ -178,6 +178,7 @@ def test_bench_models_small():
     assert "stereo_near_pass_gmac_64x48" not in res  # 32 px of width cannot hold the 64 px search
     assert res["stereo_hybrid_refined_64x48_ms"] > 0 and res["stereo_refine_gmac_64x48"] > 0
     assert res["mono_radar_64x48_page_faults"] >= 0 and isinstance(res["freed_memory_retained"], bool)
+    assert res["torch_frozen"] is True  # the CPU default
     res = bench_models(runtimes=("torch",), sizes=((192, 96),), repeat=1)
     assert res["stereo_near_pass_gmac_192x96"] == pytest.approx(res["stereo_gmac_192x96"] / 4, rel=0.1)
 

@@ -137,7 +137,9 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     Keys: ``{model}_{WxH}_ms`` (torch), ``{model}_onnx_{WxH}_ms`` (onnxruntime),
     ``sgbm_{WxH}_ms`` (medians; ``*_min_ms``: fastest run; ``*_page_faults``: minor page faults
     per run); ``freed_memory_retained``: whether the torch runtime made the process keep the
-    memory it frees (:func:`~depth_nodes.depth.runtime.retain_freed_memory`); plus params
+    memory it frees (:func:`~depth_nodes.depth.runtime.retain_freed_memory`); ``torch_frozen``:
+    whether it ran the networks as frozen graphs (:class:`~depth_nodes.depth.runtime.TorchBackend`;
+    ``DEPTH_NODES_TORCH_FREEZE=0`` to compare eager); plus params
     and GMAC of each network
     (``stereo_near_pass_gmac_{WxH}``: the stereo estimator's second, half-size run, timed in its ms).
     ``stereo_hybrid``: the stereo network and SGBM (one after the other on the CPU); the stereo
@@ -202,4 +204,7 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     for key in times:
         _store_timing(res, key, timing_summary(times[key], faults[key]))
     res["freed_memory_retained"] = memory_retained()
+    runners = [est.runner for _, est, _ in timed if getattr(est, "runtime", None) == "torch"]
+    if runners:
+        res["torch_frozen"] = all(r.frozen for r in runners)
     return res
