@@ -15,6 +15,7 @@ from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.interface import DepthInput, make_estimator
 from depth_nodes.depth.model_io import (WeightsNotFoundError, fold_batchnorm, init_from_weights, load_weights,
                                         save_weights)
+from depth_nodes.depth.layers import upsample_to
 from depth_nodes.depth.mono_radar_net import MonoRadarNet
 from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, TorchBackend, export_onnx
 from depth_nodes.depth.stereo_net import StereoNet, correlation_volume, local_correlation, warp_right
@@ -43,6 +44,52 @@ def test_mono_radar_budget_and_outputs():
     cfg = net.config
     assert depth.min() >= cfg["min_depth"] * 0.999 and depth.max() <= cfg["max_depth"] * 1.001
     assert conf.min() >= 0 and conf.max() <= 1
+
+
+def test_mono_coarse_decoder_has_the_same_parameters_and_fewer_macs():
+    fine, coarse = MonoRadarNet().eval(), MonoRadarNet(coarse_decoder=True).eval()
+    assert {k: v.shape for k, v in fine.state_dict().items()} == {k: v.shape for k, v in coarse.state_dict().items()}
+    assert coarse.config["coarse_decoder"] is True and "coarse_decoder" not in fine.config
+    img, _ = _imgs()
+    radar = torch.zeros(1, 2, 240, 320)
+    assert count_macs(fine, img, radar) / 1e9 == pytest.approx(0.9505, abs=1e-3)  # the card's figure
+    # each level's coarse part (cin x cout x 9 taps) at the coarser level's pixels (1/32: 8x10)
+    saved = sum(cin * cout * 9 * (fine_px - coarse_px) for cin, cout, fine_px, coarse_px in
+                ((128, 96, 15 * 20, 8 * 10), (96, 64, 30 * 40, 15 * 20), (64, 32, 60 * 80, 30 * 40),
+                 (32, 16, 120 * 160, 60 * 80)))
+    assert count_macs(coarse, img, radar) == pytest.approx(count_macs(fine, img, radar) - saved, rel=1e-6)
+    coarse.load_state_dict(fine.state_dict())
+    with torch.no_grad():
+        d_fine, _ = fine(img, radar)
+        d_coarse, c_coarse = coarse(img, radar)
+    assert d_coarse.shape == d_fine.shape and torch.isfinite(d_coarse).all() and (c_coarse >= 0).all()
+    assert not torch.allclose(d_coarse, d_fine)  # a different function of the same weights
+
+
+def test_adopted_fine_decoder_kernels_match_it_on_smooth_maps():
+    """On a map that varies linearly, the adapted kernel run at the coarse resolution and upsampled
+    gives what the fine decoder's kernel gives on the upsampled map (away from the borders)."""
+    torch.manual_seed(0)
+    fine = MonoRadarNet().eval()
+    coarse = MonoRadarNet(coarse_decoder=True).eval()
+    coarse.load_state_dict(fine.state_dict())
+    ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+    y = (0.3 * xs - 0.2 * ys + torch.randn(128, 1, 1)).unsqueeze(0)  # (1, 128, 12, 16), one plane per channel
+    skip = torch.zeros(1, 96, 24, 32)
+
+    def pre_activation(net):
+        level = net.decoder[0]
+        with torch.no_grad():
+            return level[1](level[0](torch.cat([upsample_to(y, skip), skip], 1))) if not net.coarse_decoder else \
+                level[1](upsample_to(torch.nn.functional.conv2d(y, level[0].weight[:, :128], padding=1), skip))
+
+    want = pre_activation(fine)[..., 4:-4, 4:-4]
+    before = (pre_activation(coarse)[..., 4:-4, 4:-4] - want).abs().max()
+    coarse.adopt_fine_decoder_()
+    after = (pre_activation(coarse)[..., 4:-4, 4:-4] - want).abs().max()
+    assert after < 1e-4 * want.abs().max() < before
+    with pytest.raises(ValueError, match="coarse_decoder"):
+        fine.adopt_fine_decoder_()
 
 
 def test_mono_radar_uses_radar_channels():
@@ -148,8 +195,9 @@ def _onnx_parity(net, inputs):
     return torch_out, ort_out
 
 
-def test_onnx_matches_torch_mono_radar():
-    net = MonoRadarNet().eval()
+@pytest.mark.parametrize("coarse_decoder", [False, True])
+def test_onnx_matches_torch_mono_radar(coarse_decoder):
+    net = MonoRadarNet(coarse_decoder=coarse_decoder).eval()
     rng = np.random.default_rng(0)
     img = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
     radar = np.zeros((1, 2, 48, 64), np.float32)
@@ -201,7 +249,8 @@ def test_cpu_backend_runs_channels_last_with_plain_outputs(make):
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("make", [MonoRadarNet, lambda: StereoNet(max_disparity=16)])
+@pytest.mark.parametrize("make", [MonoRadarNet, lambda: MonoRadarNet(coarse_decoder=True),
+                                  lambda: StereoNet(max_disparity=16)])
 def test_cpu_backend_runs_one_frozen_graph_per_input_shape(make):
     net = fold_batchnorm(make().eval())
     eager, frozen = TorchBackend(net, "cpu", freeze=False), TorchBackend(net, "cpu")

@@ -361,6 +361,37 @@ def test_crop_aug_training_marks_the_card_focal_normalized(dataset, tmp_path, ca
     assert json.loads((tmp_path / "plain" / "mono_radar.json").read_text())["focal_normalized"] is False
 
 
+def test_coarse_decoder_training_from_fine_weights_adapts_them(dataset, tmp_path, capsys, caplog):
+    from safetensors.torch import load_file
+
+    common = ["train", "mono", "--data", str(dataset), "--minutes", "5", "--batch", "2", "--size", "64x48",
+              "--json"]
+    assert main([*common, "--out", str(tmp_path / "fine"), "--steps", "1"]) == 0
+    fine = tmp_path / "fine" / "mono_radar.safetensors"
+    out = tmp_path / "coarse"
+    with caplog.at_level("INFO", logger="depth_nodes.depth.train"):
+        assert main([*common, "--out", str(out), "--steps", "1", "--init", str(fine), "--coarse-decoder",
+                     "--freeze", "stem,stages"]) == 0
+    capsys.readouterr()
+    assert "adapted the fine decoder's kernels" in caplog.text
+    card = json.loads((out / "mono_radar.json").read_text())
+    assert card["architecture"]["config"]["coarse_decoder"] is True
+    assert "--coarse-decoder" in card["training"]["command"]
+    before, after = load_file(str(fine)), load_file(str(out / "mono_radar.safetensors"))
+    assert all(np.array_equal(after[k].numpy(), before[k].numpy()) for k in after if k.startswith("stages."))
+    assert not np.array_equal(after["decoder.0.0.weight"].numpy(), before["decoder.0.0.weight"].numpy())
+    caplog.clear()  # from coarse weights nothing is adapted
+    with caplog.at_level("INFO", logger="depth_nodes.depth.train"):
+        assert main([*common, "--out", str(tmp_path / "again"), "--steps", "1", "--init",
+                     str(out / "mono_radar.safetensors"), "--coarse-decoder"]) == 0
+    capsys.readouterr()
+    assert "started from" in caplog.text and "adapted" not in caplog.text
+    from depth_nodes.depth.train import TrainConfig
+
+    with pytest.raises(ValueError, match="coarse_decoder"):
+        TrainConfig(task="stereo", data=str(dataset), minutes=1, coarse_decoder=True).validate()
+
+
 def test_stereo_refinement_only_training_from_narrower_weights(dataset, tmp_path, capsys, caplog):
     """--init widens the plain network into one with --local-radius; --freeze keeps the named parts
     bit for bit (BatchNorm statistics included) while the refinement trains."""

@@ -30,7 +30,8 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, init_from_weights, save_weights
+from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, WeightsNotFoundError, build_model, init_from_weights,
+                                        read_card, save_weights)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class TrainConfig:
     rel_weight: float = 0.0       # mono: weight of the relative-error (abs_rel) loss term
     crop_aug: float = 0.0         # mono: probability that a batch is cropped (same focal, narrower view)
     local_radius: int = 0         # stereo: StereoNet local_radius (1/2-resolution correlation offsets)
+    coarse_decoder: bool = False  # mono: MonoRadarNet coarse_decoder (each level's coarse part at its own resolution)
     init: str | None = None       # weights (.safetensors) of the same or a narrower network to start from
     freeze: tuple[str, ...] = ()  # top-level submodules kept as they are (no gradient, BatchNorm statistics fixed)
     stereo_weights: str | None = None  # refine: the stereo network whose hybrid is refined (None: packaged)
@@ -88,6 +90,8 @@ class TrainConfig:
         if self.local_radius < 0 or (self.local_radius and self.task != "stereo"):
             raise ValueError(f"local_radius must be >= 0 and is for task 'stereo' only, got {self.local_radius} "
                              f"for {self.task!r}")
+        if self.coarse_decoder and self.task != "mono":
+            raise ValueError(f"coarse_decoder is for task 'mono' only, got {self.task!r}")
         if self.task == "refine" and (self.size is not None or self.no_return_far):
             raise ValueError("the refiner trains at the dataset's resolution on pixels with GT only: "
                              "size and no_return_far do not apply to task 'refine'")
@@ -144,9 +148,19 @@ def crop_batch(batch: dict, rng: np.random.Generator, min_fraction: float = CROP
 
 
 def _model_kwargs(cfg: TrainConfig) -> dict:
+    if cfg.task == "mono":
+        return {"coarse_decoder": True} if cfg.coarse_decoder else {}
     if cfg.task != "stereo":
         return {}
     return {"max_disparity": cfg.max_disparity, "local_radius": cfg.local_radius}
+
+
+def _card_config(weights) -> dict:
+    """The architecture config on the card beside ``weights`` ({} without a card)."""
+    try:
+        return read_card(weights).get("architecture", {}).get("config", {})
+    except WeightsNotFoundError:
+        return {}
 
 
 def freeze_modules(model: torch.nn.Module, names) -> None:
@@ -248,6 +262,9 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     if cfg.init is not None and resume is None:
         counts = init_from_weights(model, cfg.init)
         log.info("started from %s (%d tensors copied, %d widened)", cfg.init, counts["copied"], counts["widened"])
+        if getattr(model, "coarse_decoder", False) and not _card_config(cfg.init).get("coarse_decoder", False):
+            model.adopt_fine_decoder_()
+            log.info("adapted the fine decoder's kernels of %s to the coarse decoder", cfg.init)
     freeze_modules(model, cfg.freeze)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
     step, epoch, elapsed0 = 0, 0, 0.0
