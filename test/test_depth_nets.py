@@ -92,6 +92,24 @@ def test_adopted_fine_decoder_kernels_match_it_on_smooth_maps():
         fine.adopt_fine_decoder_()
 
 
+def test_random_init_builds_the_packaged_architecture(monkeypatch, tmp_path):
+    import json
+
+    from depth_nodes.depth import model_io
+    from depth_nodes.depth.runtime import load_network
+
+    for name in ("mono_radar", "stereo"):  # as packaged
+        net, card, status = load_network(name, "random-init")
+        assert status == "random-init" and card is None and net.config == model_io.read_card(
+            model_io.default_weights(name))["architecture"]["config"]
+    monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)
+    assert load_network("mono_radar", "random-init")[0].config == MonoRadarNet().config  # nothing packaged
+    (tmp_path / "mono_radar.json").write_text(json.dumps(
+        {"architecture": {"class": "MonoRadarNet", "config": {**MonoRadarNet().config, "coarse_decoder": True}}}))
+    assert load_network("mono_radar", "random-init")[0].coarse_decoder
+    assert not load_network("mono_radar", "random-init", coarse_decoder=False)[0].coarse_decoder  # overrides win
+
+
 def test_mono_radar_uses_radar_channels():
     net = MonoRadarNet().eval()
     img, _ = _imgs(48, 64)
