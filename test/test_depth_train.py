@@ -377,6 +377,10 @@ def test_coarse_decoder_training_from_fine_weights_adapts_them(dataset, tmp_path
     card = json.loads((out / "mono_radar.json").read_text())
     assert card["architecture"]["config"]["coarse_decoder"] is True
     assert "--coarse-decoder" in card["training"]["command"]
+    from depth_nodes.depth.flops import count_params
+    from depth_nodes.depth.mono_radar_net import MonoRadarNet
+
+    assert card["params"] == count_params(MonoRadarNet()) == 1366610  # the frozen encoder counts too
     before, after = load_file(str(fine)), load_file(str(out / "mono_radar.safetensors"))
     assert all(np.array_equal(after[k].numpy(), before[k].numpy()) for k in after if k.startswith("stages."))
     assert not np.array_equal(after["decoder.0.0.weight"].numpy(), before["decoder.0.0.weight"].numpy())

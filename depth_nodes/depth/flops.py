@@ -62,5 +62,6 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of parameters, frozen ones included (a network trained with some parts kept as
+    they were has the same size)."""
+    return sum(p.numel() for p in model.parameters())
