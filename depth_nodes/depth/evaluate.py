@@ -147,9 +147,10 @@ def bench_models(runtimes=("torch", "onnx"), sizes=BENCH_SIZES, repeat: int = 20
     refiner, whose params and GMAC are ``stereo_refine_params`` and ``stereo_refine_gmac_{WxH}``
     (it runs at the camera's resolution).
     A runtime that cannot run here is reported as ``{model}_{runtime}_unavailable`` (the reason).
-    ``weights``: ``"random-init"`` (the packaged architectures, random weights, at the camera's size), None (the packaged
-    weights, at their cards' input sizes: ``{model}_input_size_{WxH}`` where that differs from
-    the camera's, and the GMAC there) or a ``.safetensors`` path.
+    ``weights``: ``"random-init"`` (the packaged architectures with random weights, at the
+    camera's size), None (the packaged weights, at their cards' input sizes:
+    ``{model}_input_size_{WxH}`` where that differs from the camera's, and the GMAC there) or a
+    ``.safetensors`` path.
     """
     from depth_nodes.depth.flops import count_macs, count_params
     import torch
