@@ -15,7 +15,7 @@ Each decoder level convolves the coarser level's output, upsampled 2x, together 
 encoder's skip features (one 3x3 conv over both). With ``coarse_decoder`` the coarser part
 of that kernel runs at the coarser level's own resolution and its result is upsampled (a
 quarter of those MACs), then added to the skip features' convolution: the same parameters,
-0.22 GMAC fewer at 320x240.
+0.21 GMAC fewer at 320x240 (0.74 instead of 0.95).
 """
 from __future__ import annotations
 
