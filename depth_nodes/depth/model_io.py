@@ -82,6 +82,14 @@ def read_card(path) -> dict:
     return card
 
 
+def card_config(path) -> dict:
+    """The architecture config on the card beside weights ``path`` ({} where there is no card)."""
+    try:
+        return dict(read_card(path)["architecture"].get("config", {}))
+    except WeightsNotFoundError:
+        return {}
+
+
 def load_weights(path, **config_overrides) -> tuple[nn.Module, dict]:
     """Rebuild the model named by the card and load its safetensors state (eval mode).
 

@@ -36,7 +36,7 @@ class DecoderLevel(ConvBNReLU):
 
     def __init__(self, cin: int, cskip: int, cout: int, coarse: bool = False):
         super().__init__(cin + cskip, cout)
-        self.coarse = bool(coarse)
+        self.cin, self.coarse = cin, bool(coarse)
 
     def forward(self, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if not self.coarse:
@@ -94,8 +94,8 @@ class MonoRadarNet(nn.Module):
         centre tap. A starting point for fine-tuning, not the same function."""
         if not self.coarse_decoder:
             raise ValueError("adopt_fine_decoder_ is for a network built with coarse_decoder=True")
-        for level, cin in zip(self.decoder, [self.config["widths"][4]] + self.config["decoder"][:-1]):
-            w = level[0].weight[:, :cin]
+        for level in self.decoder:
+            w = level[0].weight[:, :level.cin]
             total = w.sum(dim=(2, 3))
             w.mul_(0.5)
             w[:, :, w.shape[2] // 2, w.shape[3] // 2] += 0.5 * total

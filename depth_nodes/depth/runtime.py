@@ -34,8 +34,8 @@ from torch import nn
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.interface import HYBRID_AGREEMENT, DepthEstimator, DepthInput, StageTimer
-from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, WeightsNotFoundError, build_model,
-                                        default_weights, fold_batchnorm, load_weights, read_card)
+from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, card_config, default_weights,
+                                        fold_batchnorm, load_weights)
 from depth_nodes.depth.radar_encoding import encode_radar
 from depth_nodes.depth.refine_net import source_channels
 from depth_nodes.depth.sgbm import (DEFAULT_PASSES, NEAR_MARGIN_PX, NEAR_RANGE_FRACTION, SgbmEstimator,
@@ -658,14 +658,6 @@ def fuse_hybrid(disps: list, valids: list, net_disp: np.ndarray, agreement: str 
     return out, agree
 
 
-def packaged_config(model_name: str) -> dict:
-    """The architecture config on the packaged weights' card ({} where none is packaged)."""
-    try:
-        return dict(read_card(default_weights(model_name))["architecture"].get("config", {}))
-    except WeightsNotFoundError:
-        return {}
-
-
 def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.Module, dict | None, str]:
     """(model, card, weights_status) for ``mono_radar``/``stereo``.
 
@@ -674,7 +666,7 @@ def load_network(model_name: str, weights=None, **config_overrides) -> tuple[nn.
     """
     if weights == "random-init":
         torch.manual_seed(0)
-        config = {**packaged_config(model_name), **config_overrides}
+        config = {**card_config(default_weights(model_name)), **config_overrides}
         return build_model(ARCH_FOR_MODEL[model_name], config).eval(), None, "random-init"
     path = default_weights(model_name) if weights is None else Path(weights)
     model, card = load_weights(path, **config_overrides)

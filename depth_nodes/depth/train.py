@@ -30,8 +30,7 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, WeightsNotFoundError, build_model, init_from_weights,
-                                        read_card, save_weights)
+from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, card_config, init_from_weights, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +154,6 @@ def _model_kwargs(cfg: TrainConfig) -> dict:
     return {"max_disparity": cfg.max_disparity, "local_radius": cfg.local_radius}
 
 
-def _card_config(weights) -> dict:
-    """The architecture config on the card beside ``weights`` ({} without a card)."""
-    try:
-        return read_card(weights).get("architecture", {}).get("config", {})
-    except WeightsNotFoundError:
-        return {}
-
-
 def freeze_modules(model: torch.nn.Module, names) -> None:
     """Keep the named top-level submodules of ``model`` as they are: no gradients, and in eval
     mode, so their BatchNorm statistics stay fixed (call after ``model.train()``)."""
@@ -262,7 +253,7 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     if cfg.init is not None and resume is None:
         counts = init_from_weights(model, cfg.init)
         log.info("started from %s (%d tensors copied, %d widened)", cfg.init, counts["copied"], counts["widened"])
-        if getattr(model, "coarse_decoder", False) and not _card_config(cfg.init).get("coarse_decoder", False):
+        if getattr(model, "coarse_decoder", False) and not card_config(cfg.init).get("coarse_decoder", False):
             model.adopt_fine_decoder_()
             log.info("adapted the fine decoder's kernels of %s to the coarse decoder", cfg.init)
     freeze_modules(model, cfg.freeze)
