@@ -396,6 +396,49 @@ def test_coarse_decoder_training_from_fine_weights_adapts_them(dataset, tmp_path
         TrainConfig(task="stereo", data=str(dataset), minutes=1, coarse_decoder=True).validate()
 
 
+def test_teacher_pulls_only_pixels_without_gt_toward_its_depth(dataset, tmp_path, capsys):
+    import torch
+
+    from depth_nodes.depth.losses import mono_loss, teacher_match
+    from depth_nodes.depth.model_io import build_model
+
+    log_pred = torch.zeros(1, 1, 1, 4, requires_grad=True)
+    log_teacher = torch.tensor([1.0, -2.0, 5.0, 5.0]).view(1, 1, 1, 4)
+    no_gt = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 1, 4)
+    loss = teacher_match(log_pred, log_teacher, no_gt)
+    assert loss.item() == pytest.approx(1.5)  # (|0 - 1| + |0 + 2|) / 2: pixels with GT do not count
+    loss.backward()
+    assert log_pred.grad.flatten().tolist() == [-0.5, 0.5, 0.0, 0.0]
+
+    torch.manual_seed(0)
+    student, other = build_model("MonoRadarNet", {}).eval(), build_model("MonoRadarNet", {}).eval()
+    item = DepthDataset(dataset, "all", size=(64, 48))[0]
+    batch = {k: torch.as_tensor(v)[None] for k, v in item.items()}
+    assert 0 < batch["valid"].mean() < 1  # the fake frames have sky rows
+    plain, _ = mono_loss(student, batch)
+    itself, parts = mono_loss(student, batch, teacher=student)
+    assert parts["teacher"] == 0.0 and itself.item() == pytest.approx(plain.item())
+    taught, parts = mono_loss(student, batch, teacher=other, teacher_weight=2.0)
+    assert parts["teacher"] > 0 and taught.item() == pytest.approx(plain.item() + 2.0 * parts["teacher"], rel=1e-5)
+
+    common = ["train", "mono", "--data", str(dataset), "--minutes", "5", "--batch", "2", "--steps", "1", "--json"]
+    assert main([*common, "--out", str(tmp_path / "t")]) == 0
+    teacher = tmp_path / "t" / "mono_radar.safetensors"
+    assert main([*common, "--out", str(tmp_path / "s"), "--teacher", str(teacher), "--teacher-weight", "0.5"]) == 0
+    capsys.readouterr()
+    card = json.loads((tmp_path / "s" / "mono_radar.json").read_text())
+    command = card["training"]["command"]
+    assert f"--teacher {teacher}" in command and "--teacher-weight 0.5" in command
+    from depth_nodes.depth.train import TrainConfig
+
+    with pytest.raises(ValueError, match="teacher"):
+        TrainConfig(task="stereo", data=str(dataset), minutes=1, teacher=str(teacher)).validate()
+    with pytest.raises(ValueError, match="teacher"):
+        TrainConfig(task="mono", data=str(dataset), minutes=1, teacher=str(tmp_path / "missing.safetensors")).validate()
+    with pytest.raises(ValueError, match="teacher_weight"):
+        TrainConfig(task="mono", data=str(dataset), minutes=1, teacher=str(teacher), teacher_weight=0).validate()
+
+
 def test_stereo_refinement_only_training_from_narrower_weights(dataset, tmp_path, capsys, caplog):
     """--init widens the plain network into one with --local-radius; --freeze keeps the named parts
     bit for bit (BatchNorm statistics included) while the refinement trains."""

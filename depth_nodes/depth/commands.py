@@ -61,11 +61,13 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(value)]
     if args.no_return_far:
         parts.append("--no-return-far")
-    for opt in ("rel_weight", "crop_aug", "local_radius", "init", "freeze", "stereo_weights"):  # only when used
+    for opt in ("rel_weight", "crop_aug", "local_radius", "init", "freeze", "stereo_weights", "teacher"):  # if used
         if getattr(args, opt):
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.coarse_decoder:
         parts.append("--coarse-decoder")
+    if args.teacher:
+        parts += ["--teacher-weight", str(args.teacher_weight)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -79,7 +81,8 @@ def cmd_train(args) -> int:
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
                       no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug,
                       local_radius=args.local_radius, coarse_decoder=args.coarse_decoder, init=args.init,
-                      freeze=tuple(n for n in (args.freeze or "").split(",") if n), stereo_weights=args.stereo_weights)
+                      freeze=tuple(n for n in (args.freeze or "").split(",") if n), stereo_weights=args.stereo_weights,
+                      teacher=args.teacher, teacher_weight=args.teacher_weight)
     command = _train_command(args)
     summary = train(cfg, resume=args.resume, command=command)
     log.info("wrote %s after %d steps", summary["weights"], summary["steps"])
@@ -231,10 +234,16 @@ def register(groups) -> None:
                            help="each decoder level convolves the coarser map at its own resolution before "
                                 "upsampling it (0.74 instead of 0.95 GMAC at 320x240, same parameters); with "
                                 "--init from a network without it, its kernels are adapted as a starting point")
+            p.add_argument("--teacher", default=None,
+                           help="mono+radar weights (.safetensors): pixels without GT depth (a simulated sky) "
+                                "are trained toward that network's depth on the same input, so a new network "
+                                "keeps its answer where the data has none")
+            p.add_argument("--teacher-weight", type=float, default=1.0,
+                           help="weight of that term (mean |log depth - teacher's log depth|)")
         _add_threads(p)
         add_json_flag(p)
         p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0, local_radius=0, stereo_weights=None,
-                       coarse_decoder=False)
+                       coarse_decoder=False, teacher=None, teacher_weight=1.0)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)

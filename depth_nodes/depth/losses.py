@@ -2,7 +2,8 @@
 
 Mono: scale-invariant log loss + multi-scale gradient matching on log depth +
 binary cross-entropy of the confidence against "is a delta1 inlier" (+ optionally a
-relative-error term, and a hinge keeping pixels without a surface far).
+relative-error term, a hinge keeping pixels without a surface far, or a teacher network's
+output where there is no GT).
 Stereo: smooth-L1 on coarse and refined disparity + confidence BCE against
 "error below 1 px". Refiner (the stereo hybrid's): relative disparity error.
 """
@@ -72,10 +73,20 @@ def far_hinge(log_pred: torch.Tensor, no_return: torch.Tensor, far_m: float = FA
     return short.sum() / no_return.sum().clamp(min=1.0)
 
 
-def mono_loss(model, batch: dict, no_return_far: bool = False, rel_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+def teacher_match(log_pred: torch.Tensor, log_teacher: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean |log_pred - log_teacher| over the ``where`` pixels (log units)."""
+    return ((log_pred - log_teacher).abs() * where).sum() / where.sum().clamp(min=1.0)
+
+
+def mono_loss(model, batch: dict, no_return_far: bool = False, rel_weight: float = 0.0,
+              teacher=None, teacher_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Total mono+radar loss and its parts (floats) for a batch from DepthDataset.
 
     ``rel_weight`` > 0 adds that much of :func:`relative_error`.
+
+    ``teacher`` (a MonoRadarNet, not trained here): pixels without GT are pulled toward its log
+    depth on the same inputs (:func:`teacher_match`, weight ``teacher_weight``), so that a new
+    network keeps a proven one's answer where the data has none (a simulated sky).
 
     ``no_return_far`` (simulated data, where a pixel without GT met no surface): such pixels
     also pay :func:`far_hinge` (weight :data:`FAR_WEIGHT`) when predicted nearer than
@@ -98,6 +109,12 @@ def mono_loss(model, batch: dict, no_return_far: bool = False, rel_weight: float
         far = far_hinge(log_pred, 1.0 - mask)
         total = total + FAR_WEIGHT * far
         parts["far"] = far.item()
+    if teacher is not None:
+        with torch.no_grad():
+            log_teacher = teacher.log_depth(teacher.logits(batch["image"], batch["radar"]))
+        match = teacher_match(log_pred, log_teacher, 1.0 - mask)
+        total = total + teacher_weight * match
+        parts["teacher"] = match.item()
     return total, parts
 
 

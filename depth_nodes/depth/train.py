@@ -30,7 +30,8 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.model_io import ARCH_FOR_MODEL, build_model, card_config, init_from_weights, save_weights
+from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, build_model, card_config, init_from_weights, load_weights,
+                                        save_weights)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class TrainConfig:
     local_radius: int = 0         # stereo: StereoNet local_radius (1/2-resolution correlation offsets)
     coarse_decoder: bool = False  # mono: MonoRadarNet coarse_decoder (each level's coarse part at its own resolution)
     init: str | None = None       # weights (.safetensors) of the same or a narrower network to start from
+    teacher: str | None = None    # mono: weights whose output pixels without GT are trained toward
+    teacher_weight: float = 1.0   # mono: weight of that term
     freeze: tuple[str, ...] = ()  # top-level submodules kept as they are (no gradient, BatchNorm statistics fixed)
     stereo_weights: str | None = None  # refine: the stereo network whose hybrid is refined (None: packaged)
 
@@ -97,6 +100,10 @@ class TrainConfig:
         if self.stereo_weights is not None and (self.task != "refine" or not Path(self.stereo_weights).is_file()):
             raise ValueError(f"stereo_weights is for task 'refine' and must exist, got {self.stereo_weights!r} "
                              f"for {self.task!r}")
+        if self.teacher is not None and (self.task != "mono" or not Path(self.teacher).is_file()):
+            raise ValueError(f"teacher is for task 'mono' and must exist, got {self.teacher!r} for {self.task!r}")
+        if not self.teacher_weight > 0:
+            raise ValueError(f"teacher_weight must be > 0, got {self.teacher_weight}")
         if self.init is not None and not Path(self.init).is_file():
             raise ValueError(f"init weights {self.init} not found")
         if self.batch < 1 or (self.steps is not None and self.steps < 1):
@@ -262,12 +269,19 @@ def train(cfg: TrainConfig, resume=None, command: str | None = None) -> dict:
     if resume is not None:
         step, epoch, elapsed0 = load_checkpoint(Path(resume), model, opt)
         log.info("resumed from %s at step %d", resume, step)
+    teacher = None
+    if cfg.teacher is not None:
+        teacher, _ = load_weights(cfg.teacher)
+        teacher.to(device).requires_grad_(False)
+        log.info("pixels without GT are trained toward %s", cfg.teacher)
+
     def loss_fn(m, b):
         if cfg.task == "refine":
             return refine_loss(m, b)
         if stereo:
             return stereo_loss(m, b, no_return_far=cfg.no_return_far)
-        return mono_loss(m, b, no_return_far=cfg.no_return_far, rel_weight=cfg.rel_weight)
+        return mono_loss(m, b, no_return_far=cfg.no_return_far, rel_weight=cfg.rel_weight, teacher=teacher,
+                         teacher_weight=cfg.teacher_weight)
     budget_s = cfg.minutes * 60.0
     t0 = time.perf_counter()
     last_ckpt = t0
