@@ -58,6 +58,28 @@ def test_flights_pass_depth_options_to_the_estimator():
     assert DepthSource("stereo-hybrid", suite=None).estimator.nearest_max_gap == float("inf")  # no limit
 
 
+def test_flights_can_use_weights_other_than_the_packaged_ones(tmp_path):
+    import json
+    import shutil
+
+    from depth_nodes.depth.model_io import card_path, default_weights
+    from depth_nodes.eval.flight import DepthSource
+
+    packaged = default_weights("mono_radar")
+    weights = tmp_path / "candidate.safetensors"
+    shutil.copy(packaged, weights)
+    card = json.loads(card_path(packaged).read_text())
+    card["input_size"] = [96, 72]  # tells the two apart
+    card_path(weights).write_text(json.dumps(card))
+    cfg = FlightConfig(depth="mono-radar", weights=str(weights))
+    assert DepthSource(cfg.depth, suite=None, weights=cfg.weights).estimator.card["input_size"] == [96, 72]
+    assert DepthSource(cfg.depth, suite=None).estimator.card["input_size"] == [160, 120]
+    with pytest.raises(ValueError, match="no network"):
+        FlightConfig(depth="sgbm", weights=str(weights))
+    with pytest.raises(ValueError, match="not found"):
+        FlightConfig(depth="mono-radar", weights=str(tmp_path / "missing.safetensors"))
+
+
 def _result(seed: int, success: bool, plan_ms, stage_ms) -> FlightResult:
     return FlightResult(config={"seed": seed}, success=success, collided=False, timed_out=not success,
                         time_s=10.0, path_length_m=20.0, mean_speed_m_s=2.0, min_clearance_m=0.5,

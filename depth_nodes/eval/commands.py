@@ -114,7 +114,7 @@ def _flight(args) -> int:
     density = float(args.density) if args.density.replace(".", "", 1).isdigit() else args.density
     options = _parse_options(args.depth_options) or None  # FlightConfig checks them against each depth
     configs = {s: [FlightConfig(world=s[0], density=density, seed=args.seed + i, speed=s[2], depth=s[1],
-                                depth_options=options)
+                                depth_options=options, weights=args.weights)
                    for i in range(args.trials)] for s in settings}
     flat = [c for cs in configs.values() for c in cs]
     logging.getLogger(__name__).info("%d settings x %d trials = %d flights on %d worker(s)",
@@ -127,7 +127,7 @@ def _flight(args) -> int:
         name = f"{s[0]} {args.density} depth={s[1]} {s[2]:g} m/s" + (f" {args.depth_options}" if options else "")
         by_setting[name] = rs
         table.append({"setting": name, "world": s[0], "density": args.density, "depth": s[1], "speed_m_s": s[2],
-                      **aggregate(rs)})
+                      **({"weights": args.weights} if args.weights else {}), **aggregate(rs)})
     meta = run_info(data=f"simulated worlds {worlds_kinds}, density {args.density}, "
                          f"world seeds {args.seed}..{args.seed + args.trials - 1}",
                     seed=args.seed, device="cpu", workers=args.workers)
@@ -215,6 +215,9 @@ def register(groups) -> None:
     p.add_argument("--depth-options", default=None,
                    help="estimator options for every --depth source, key=value,... (e.g. refine=true or "
                         "texture_min=4 for stereo-hybrid; see make_estimator)")
+    p.add_argument("--weights", default=None,
+                   help="the depth network's weights (.safetensors, its card beside it) instead of the packaged "
+                        "ones: fly a newly trained network without installing it")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                    help="parallel processes (default: all cores)")
     p.add_argument("--out", default=None, help="directory for metrics.json and report.html")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +66,7 @@ class FlightConfig:
     horizon_m: float = 6.0                   # primitive length at full speed (sets horizon_s)
     record_path: bool = True
     depth_options: dict | None = None        # estimator options (make_estimator), e.g. {"refine": True}
+    weights: str | None = None               # the depth network's .safetensors (None: the packaged one)
 
     def __post_init__(self):
         if self.depth not in DEPTH_SOURCES:
@@ -77,6 +79,11 @@ class FlightConfig:
             if unknown:
                 raise ValueError(f"depth options {unknown} do not apply to depth {self.depth!r}; "
                                  f"allowed: {sorted(allowed)}")
+        if self.weights is not None:
+            if self.depth in ("gt", "sgbm"):
+                raise ValueError(f"depth {self.depth!r} has no network: weights do not apply")
+            if not Path(self.weights).is_file():
+                raise ValueError(f"weights {self.weights} not found")
         for name in ("speed", "control_rate_hz", "sim_dt", "goal_tolerance_m", "robot_radius", "voxel_size",
                      "horizon_m"):
             v = getattr(self, name)
@@ -139,13 +146,13 @@ def _median(values) -> float:
 class DepthSource:
     """Depth for the planner and map: rendered ground truth or an estimator on rendered images."""
 
-    def __init__(self, mode: str, suite, options: dict | None = None):
+    def __init__(self, mode: str, suite, options: dict | None = None, weights: str | None = None):
         self.mode, self.suite = mode, suite
         self.estimator = None
         if mode != "gt":
             from depth_nodes.depth.interface import make_estimator
 
-            self.estimator = make_estimator(mode, **(options or {}))
+            self.estimator = make_estimator(mode, weights=weights, **(options or {}))
         # NaN means "nothing within range" for the renderer's ground truth and for estimators that say so
         self.no_return_is_far = self.estimator is None or self.estimator.no_return_is_far
 
@@ -206,7 +213,7 @@ def run_flight(cfg: FlightConfig) -> FlightResult:
     world = build_world(WorldSpec(cfg.world, cfg.seed, cfg.density, cfg.extent))
     rig = SensorRig()
     suite = SensorSuite(world, rig)
-    depth_source = DepthSource(cfg.depth, suite, cfg.depth_options)
+    depth_source = DepthSource(cfg.depth, suite, cfg.depth_options, cfg.weights)
     pcfg = _planner_config(cfg, float(world.start[2]), no_return_is_far=depth_source.no_return_is_far)
     planner = PrimitivePlanner(pcfg)
     clearance = pcfg.robot_radius + pcfg.margin
