@@ -9,7 +9,7 @@ import pytest
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.disparity import depth_to_disparity, disparity_to_depth
-from depth_nodes.depth.interface import DepthInput, make_estimator
+from depth_nodes.depth.interface import DepthInput, DepthOutput, make_estimator
 from depth_nodes.depth.metrics import DepthMetrics, depth_metrics, disparity_metrics
 from depth_nodes.depth.radar_encoding import encode_radar, radar_depth_image
 
@@ -226,6 +226,24 @@ def test_disparity_metrics_count_invalid_as_bad():
     assert m["bad1"] == pytest.approx(3 / 4)
     assert m["bad2"] == pytest.approx(2 / 4)
     assert m["bad4"] == pytest.approx(1 / 4)
+
+
+def test_depth_output_keeps_only_positive_finite_depth_and_bounds_confidence():
+    cam = PinholeCamera(7, 2, [[50.0, 0, 3.0], [0, 50.0, 0.5], [0, 0, 1]])
+    depth = np.array([[1.5, np.nan, np.inf, -np.inf, 0.0, -2.0, 3.0],
+                      [2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]], np.float64)
+    conf = np.array([[0.5, 0.9, 0.9, 0.9, 0.9, 0.9, np.nan],
+                     [-0.5, 1.5, np.inf, -np.inf, np.nan, 0.25, 1.0]], np.float64)
+    out = DepthOutput(depth=depth, confidence=conf, camera=cam)
+    assert out.depth.dtype == out.confidence.dtype == np.float32
+    np.testing.assert_array_equal(out.depth, np.array([[1.5, np.nan, np.nan, np.nan, np.nan, np.nan, 3.0],
+                                                       [2, 4, 5, 6, 7, 8, 9]], np.float32))
+    # invalid depth has confidence 0; NaN confidence counts as 0; the rest is clipped to [0, 1]
+    np.testing.assert_array_equal(out.confidence, np.array([[0.5, 0, 0, 0, 0, 0, 0],
+                                                            [0, 1, 1, 0, 0, 0.25, 1]], np.float32))
+    assert out.depth is not depth and out.confidence is not conf
+    with pytest.raises(ValueError, match="must both be"):
+        DepthOutput(depth=depth[:, :3], confidence=conf, camera=cam)
 
 
 def test_radar_encoding_pixel_and_depth():

@@ -127,9 +127,13 @@ class DepthOutput:
         c = np.asarray(self.confidence, dtype=np.float32)
         if d.shape != shape or c.shape != shape:
             raise ValueError(f"depth {d.shape} / confidence {c.shape} must both be {shape}")
-        d = np.where(np.isfinite(d) & (d > 0), d, np.float32(np.nan)).astype(np.float32)
-        c = np.where(np.isfinite(d), np.clip(np.nan_to_num(c), 0.0, 1.0), 0.0).astype(np.float32)
-        self.depth, self.confidence = d, c
+        # in few passes over the image (this runs on every frame): NaN fails d > 0, +inf d < inf
+        good = d > 0
+        good &= d < np.inf
+        d = np.where(good, d, np.float32(np.nan))
+        c = np.clip(c, np.float32(0), np.float32(1))
+        good &= c == c  # NaN confidence -> 0
+        self.depth, self.confidence = d, np.where(good, c, np.float32(0))
 
 
 class StageTimer:
