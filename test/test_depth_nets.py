@@ -52,7 +52,7 @@ def test_mono_coarse_decoder_has_the_same_parameters_and_fewer_macs():
     assert coarse.config["coarse_decoder"] is True and "coarse_decoder" not in fine.config
     img, _ = _imgs()
     radar = torch.zeros(1, 2, 240, 320)
-    assert count_macs(fine, img, radar) / 1e9 == pytest.approx(0.9505, abs=1e-3)  # the card's figure
+    assert count_macs(fine, img, radar) / 1e9 == pytest.approx(0.9505, abs=1e-3)  # the fine_decoder card's figure
     # each level's coarse part (cin x cout x 9 taps) at the coarser level's pixels (1/32: 8x10)
     saved = sum(cin * cout * 9 * (fine_px - coarse_px) for cin, cout, fine_px, coarse_px in
                 ((128, 96, 15 * 20, 8 * 10), (96, 64, 30 * 40, 15 * 20), (64, 32, 60 * 80, 30 * 40),

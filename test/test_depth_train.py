@@ -191,9 +191,11 @@ def test_bench_models_packaged_reports_each_network_at_its_input_size():
     import torch
 
     from depth_nodes.depth.flops import count_macs
+    from depth_nodes.depth.model_io import card_config, default_weights
     from depth_nodes.depth.mono_radar_net import MonoRadarNet
 
-    full = count_macs(MonoRadarNet(), torch.zeros(1, 3, 240, 320), torch.zeros(1, 2, 240, 320)) / 1e9
+    packaged = MonoRadarNet(**card_config(default_weights("mono_radar")))  # the packaged architecture
+    full = count_macs(packaged, torch.zeros(1, 3, 240, 320), torch.zeros(1, 2, 240, 320)) / 1e9
     assert res["mono_radar_gmac_320x240"] == pytest.approx(full / 4, rel=0.02)
     assert "stereo_input_size_320x240" not in res  # the stereo network runs at the camera's size
 
