@@ -80,7 +80,9 @@ class FlightConfig:
                 raise ValueError(f"depth options {unknown} do not apply to depth {self.depth!r}; "
                                  f"allowed: {sorted(allowed)}")
         if self.weights is not None:
-            if self.depth in ("gt", "sgbm"):
+            from depth_nodes.depth.model_io import MODEL_FOR_MODE
+
+            if self.depth not in MODEL_FOR_MODE:
                 raise ValueError(f"depth {self.depth!r} has no network: weights do not apply")
             if not Path(self.weights).is_file():
                 raise ValueError(f"weights {self.weights} not found")
