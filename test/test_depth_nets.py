@@ -92,6 +92,83 @@ def test_adopted_fine_decoder_kernels_match_it_on_smooth_maps():
         fine.adopt_fine_decoder_()
 
 
+def _with_running_stats(net):
+    """``net`` with BatchNorm statistics and affine parameters unlike the defaults, so that a
+    fold that forgot one of them shows."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return net
+
+
+def test_mono_skip_kernel_1_folds_its_batchnorm_and_costs_fewer_macs():
+    from depth_nodes.depth.mono_radar_net import SkipDecoderLevel
+
+    light = _with_running_stats(MonoRadarNet(coarse_decoder=True, skip_kernel=1, head_kernel=1)).eval()
+    coarse = MonoRadarNet(coarse_decoder=True).eval()
+    assert light.config["skip_kernel"] == 1 and light.config["head_kernel"] == 1
+    assert "skip_kernel" not in coarse.config and "head_kernel" not in coarse.config  # older cards: 3x3
+    assert all(isinstance(level, SkipDecoderLevel) for level in light.decoder) and light.head.kernel_size == (1, 1)
+    img, _ = _imgs()
+    radar = torch.zeros(1, 2, 240, 320)
+    # every skip conv (cskip x cout) and the head (16 x 2) lose 8 of their 9 taps, at their levels' pixels
+    saved = sum(cskip * cout * 8 * px for cskip, cout, px in
+                ((96, 96, 15 * 20), (64, 64, 30 * 40), (32, 32, 60 * 80), (16, 16, 120 * 160))) + 16 * 2 * 8 * 120 * 160
+    assert count_macs(light, img, radar) == pytest.approx(count_macs(coarse, img, radar) - saved, rel=1e-6)
+    assert count_macs(light, img, radar) < 0.61e9
+    small, _ = _imgs(48, 64)
+    radar = torch.rand(1, 2, 48, 64)
+    with torch.no_grad():
+        want = light(small, radar)
+        folded = fold_batchnorm(light)
+        got = folded(small, radar)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    mixed = MonoRadarNet(coarse_decoder=True, skip_kernel=[3, 3, 1, 1])  # one kernel per level, coarsest first
+    assert mixed.config["skip_kernel"] == [3, 3, 1, 1] and "head_kernel" not in mixed.config
+    assert [isinstance(level, SkipDecoderLevel) for level in mixed.decoder] == [False, False, True, True]
+    assert MonoRadarNet(**{k: v for k, v in mixed.config.items()}).config == mixed.config  # from its card
+    full = torch.zeros(1, 2, 240, 320)
+    assert count_macs(coarse, img, full) > count_macs(mixed, img, full) > count_macs(light, img, full)
+    for bad in ({"skip_kernel": 1}, {"coarse_decoder": True, "skip_kernel": 5}, {"head_kernel": 2},
+                {"coarse_decoder": True, "skip_kernel": [1, 3, 1]}, {"skip_kernel": [3, 3, 3, 1]}):
+        with pytest.raises(ValueError, match="kernel"):
+            MonoRadarNet(**bad)
+
+
+def test_mono_skip_kernel_1_starts_from_a_3x3_network(tmp_path):
+    """init_from_weights converts a 3x3 coarse decoder: the coarse kernels as they are, each
+    1x1 kernel the sum of its 3x3 taps, so on skip features constant over the image (away from
+    the border) each level's pre-activation is the 3x3 level's."""
+    from depth_nodes.depth.mono_radar_net import SkipDecoderLevel
+
+    src = _with_running_stats(MonoRadarNet(coarse_decoder=True)).eval()
+    path = save_weights(src, tmp_path / "src.safetensors", {"model": "mono_radar"})
+    light = MonoRadarNet(coarse_decoder=True, skip_kernel=1, head_kernel=1)
+    counts = init_from_weights(light, path)
+    assert counts["copied"] == len(light.state_dict()) and counts["widened"] == 0
+    light.eval()
+    torch.testing.assert_close(light.head.weight, src.head.weight.sum(dim=(2, 3), keepdim=True))
+    for i, (a, b) in enumerate(zip(light.decoder, src.decoder)):
+        assert isinstance(a, SkipDecoderLevel)
+        torch.testing.assert_close(a.bn.running_var, b[1].running_var)
+        y = torch.randn(1, a.cin, 6, 8)
+        skip = torch.ones(1, a.skip.in_channels, 12, 16) * torch.randn(1, a.skip.in_channels, 1, 1)
+        with torch.no_grad():
+            want = b[1](upsample_to(torch.nn.functional.conv2d(y, b[0].weight[:, :a.cin], padding=1), skip)
+                        + torch.nn.functional.conv2d(skip, b[0].weight[:, a.cin:], padding=1))
+            got = a.bn(upsample_to(a.coarse(y), skip) + a.skip(skip))
+        torch.testing.assert_close(got[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(got[..., 0, :], want[..., 0, :], atol=1e-3)  # the 3x3 kernel's zero padding
+
+
 def test_random_init_builds_the_packaged_architecture(monkeypatch, tmp_path):
     import json
 
@@ -213,9 +290,10 @@ def _onnx_parity(net, inputs):
     return torch_out, ort_out
 
 
-@pytest.mark.parametrize("coarse_decoder", [False, True])
-def test_onnx_matches_torch_mono_radar(coarse_decoder):
-    net = MonoRadarNet(coarse_decoder=coarse_decoder).eval()
+@pytest.mark.parametrize("config", [{}, {"coarse_decoder": True},
+                                    {"coarse_decoder": True, "skip_kernel": 1, "head_kernel": 1}])
+def test_onnx_matches_torch_mono_radar(config):
+    net = fold_batchnorm(_with_running_stats(MonoRadarNet(**config)).eval())
     rng = np.random.default_rng(0)
     img = rng.uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
     radar = np.zeros((1, 2, 48, 64), np.float32)
@@ -268,6 +346,7 @@ def test_cpu_backend_runs_channels_last_with_plain_outputs(make):
 
 
 @pytest.mark.parametrize("make", [MonoRadarNet, lambda: MonoRadarNet(coarse_decoder=True),
+                                  lambda: MonoRadarNet(coarse_decoder=True, skip_kernel=1, head_kernel=1),
                                   lambda: StereoNet(max_disparity=16)])
 def test_cpu_backend_runs_one_frozen_graph_per_input_shape(make):
     net = fold_batchnorm(make().eval())

@@ -396,6 +396,42 @@ def test_coarse_decoder_training_from_fine_weights_adapts_them(dataset, tmp_path
 
     with pytest.raises(ValueError, match="coarse_decoder"):
         TrainConfig(task="stereo", data=str(dataset), minutes=1, coarse_decoder=True).validate()
+    # on to 1x1 skip convolutions and head, from the 3x3 coarse decoder, encoder kept
+    light = tmp_path / "light"
+    assert main([*common, "--out", str(light), "--steps", "1", "--init", str(out / "mono_radar.safetensors"),
+                 "--coarse-decoder", "--skip-kernel", "1", "--head-kernel", "1", "--freeze", "stem,stages"]) == 0
+    capsys.readouterr()
+    card = json.loads((light / "mono_radar.json").read_text())
+    config = card["architecture"]["config"]
+    assert config["skip_kernel"] == 1 and config["head_kernel"] == 1 and config["coarse_decoder"] is True
+    assert "--skip-kernel 1 --head-kernel 1" in card["training"]["command"]
+    assert card["params"] == count_params(MonoRadarNet(coarse_decoder=True, skip_kernel=1, head_kernel=1)) < 1366610
+    assert card["gmac_320x240"] < 0.61
+    light_state = load_file(str(light / "mono_radar.safetensors"))
+    assert light_state["head.weight"].shape == (2, 16, 1, 1) and "decoder.3.skip.weight" in light_state
+    assert all(np.array_equal(light_state[k].numpy(), before[k].numpy()) for k in light_state if k.startswith("stages."))
+    from depth_nodes.depth.model_io import load_weights
+
+    net, _ = load_weights(light / "mono_radar.safetensors")
+    assert net.config == config
+    for bad in ({"skip_kernel": 1}, {"coarse_decoder": True, "head_kernel": 2}):
+        with pytest.raises(ValueError, match="kernel"):
+            TrainConfig(task="mono", data=str(dataset), minutes=1, **bad).validate()
+    with pytest.raises(ValueError, match="kernel"):
+        TrainConfig(task="stereo", data=str(dataset), minutes=1, head_kernel=1).validate()
+    with pytest.raises(ValueError, match="kernel"):
+        TrainConfig(task="mono", data=str(dataset), minutes=1, skip_kernel=(3, 3, 1, 1)).validate()  # fine decoder
+    TrainConfig(task="mono", data=str(dataset), minutes=1, coarse_decoder=True, skip_kernel=(3, 3, 1, 1)).validate()
+    with pytest.raises(SystemExit):
+        main([*common, "--out", str(tmp_path / "bad"), "--coarse-decoder", "--skip-kernel", "3,1"])
+    capsys.readouterr()
+    per_level = tmp_path / "per_level"
+    assert main([*common, "--out", str(per_level), "--steps", "1", "--init", str(out / "mono_radar.safetensors"),
+                 "--coarse-decoder", "--skip-kernel", "3,3,1,1"]) == 0
+    capsys.readouterr()
+    card = json.loads((per_level / "mono_radar.json").read_text())
+    assert card["architecture"]["config"]["skip_kernel"] == [3, 3, 1, 1]
+    assert "--skip-kernel 3,3,1,1" in card["training"]["command"] and "--head-kernel" not in card["training"]["command"]
 
 
 def test_teacher_pulls_only_pixels_without_gt_toward_its_depth(dataset, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """CLI subcommands of the depth layer: train, export onnx, eval depth/stereo-real, bench models."""
 from __future__ import annotations
 
+import argparse
 import logging
 import shlex
 
@@ -51,6 +52,18 @@ def _add_threads(p) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch/onnxruntime CPU threads (default 2)")
 
 
+def _skip_kernel(text: str):
+    """``--skip-kernel``: ``1``/``3`` or four of them, comma-separated (one per decoder level)."""
+    from depth_nodes.depth.mono_radar_net import skip_kernels
+
+    try:
+        values = [int(v) for v in text.split(",")]
+        skip_kernels(values[0] if len(values) == 1 else values)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected 1, 3 or four of them such as 3,3,1,1, got {text!r}") from exc
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _train_command(args) -> str:
     """The exact command line (all options explicit, defaults included) that reproduces this run."""
     parts = ["depth-nodes", "train", args.task]
@@ -66,6 +79,11 @@ def _train_command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.coarse_decoder:
         parts.append("--coarse-decoder")
+    if args.skip_kernel != 3:  # if not the 3x3 default
+        kernels = args.skip_kernel
+        parts += ["--skip-kernel", ",".join(map(str, kernels)) if isinstance(kernels, tuple) else str(kernels)]
+    if args.head_kernel != 3:
+        parts += ["--head-kernel", str(args.head_kernel)]
     if args.teacher:
         parts += ["--teacher-weight", str(args.teacher_weight)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -80,7 +98,8 @@ def cmd_train(args) -> int:
                       workers=args.workers, max_disparity=args.max_disparity,
                       checkpoint_minutes=args.checkpoint_minutes, device=args.device,
                       no_return_far=args.no_return_far, rel_weight=args.rel_weight, crop_aug=args.crop_aug,
-                      local_radius=args.local_radius, coarse_decoder=args.coarse_decoder, init=args.init,
+                      local_radius=args.local_radius, coarse_decoder=args.coarse_decoder,
+                      skip_kernel=args.skip_kernel, head_kernel=args.head_kernel, init=args.init,
                       freeze=tuple(n for n in (args.freeze or "").split(",") if n), stereo_weights=args.stereo_weights,
                       teacher=args.teacher, teacher_weight=args.teacher_weight)
     command = _train_command(args)
@@ -234,6 +253,13 @@ def register(groups) -> None:
                            help="each decoder level convolves the coarser map at its own resolution before "
                                 "upsampling it (0.74 instead of 0.95 GMAC at 320x240, same parameters); with "
                                 "--init from a network without it, its kernels are adapted as a starting point")
+            p.add_argument("--skip-kernel", type=_skip_kernel, default=3,
+                           help="1: each decoder level mixes the encoder's skip features with a 1x1 "
+                                "convolution (needs --coarse-decoder; with --head-kernel 1: 0.60 GMAC at "
+                                "320x240); or one kernel per level, coarsest first, e.g. 3,3,1,1. --init from "
+                                "a 3x3 network starts each 1x1 kernel from the sum of its 3x3 taps")
+            p.add_argument("--head-kernel", type=int, choices=(1, 3), default=3,
+                           help="kernel of the output head (1 or 3)")
             p.add_argument("--teacher", default=None,
                            help="mono+radar weights (.safetensors): pixels without GT depth (a simulated sky) "
                                 "are trained toward that network's depth on the same input, so a new network "
@@ -243,7 +269,7 @@ def register(groups) -> None:
         _add_threads(p)
         add_json_flag(p)
         p.set_defaults(func=cmd_train, task=task, rel_weight=0.0, crop_aug=0.0, local_radius=0, stereo_weights=None,
-                       coarse_decoder=False, teacher=None, teacher_weight=1.0)
+                       coarse_decoder=False, skip_kernel=3, head_kernel=3, teacher=None, teacher_weight=1.0)
 
     p = groups["export"].add_parser("onnx", help="export a depth network to ONNX (static shapes)")
     p.add_argument("--model", choices=("mono-radar", "stereo"), required=True)

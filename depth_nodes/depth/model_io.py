@@ -115,12 +115,15 @@ def load_weights(path, **config_overrides) -> tuple[nn.Module, dict]:
 def init_from_weights(model: nn.Module, path) -> dict:
     """Start ``model`` from the safetensors weights at ``path`` of a narrower variant of it.
 
-    Tensors of equal shape are copied. A tensor whose source has fewer input channels (dim 1;
-    e.g. a first layer that now also takes extra cues appended after the old ones) gets the
+    A model with an ``adapt_source_state(state)`` method first converts the source's tensors
+    to its own shapes (e.g. a 3x3 kernel that is 1x1 here). Tensors of equal shape are copied.
+    A tensor whose source has fewer input channels (dim 1; e.g. a first layer that now also takes extra cues appended after the old ones) gets the
     source in its leading channels and zeros in the new ones, so the model starts out computing
     exactly what the source did. Any other mismatch, or a tensor the source lacks, is an error.
     Returns counts ``{"copied", "widened"}``."""
     source = load_file(str(path), device="cpu")
+    if hasattr(model, "adapt_source_state"):
+        source = model.adapt_source_state(source)
     target = model.state_dict()
     missing = sorted(set(target) - set(source))
     unexpected = sorted(set(source) - set(target))
@@ -148,8 +151,12 @@ def init_from_weights(model: nn.Module, path) -> dict:
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every Conv2d -> BatchNorm2d pair (as built by :mod:`layers`) into the conv, in place.
 
-    Eval-mode maths is unchanged; the BatchNorm is replaced by Identity.
+    Eval-mode maths is unchanged; the BatchNorm is replaced by Identity. A module with a
+    ``fold_batchnorm_()`` method (a BatchNorm after the sum of two convolutions) folds its own.
     """
+    for module in list(model.modules()):
+        if hasattr(module, "fold_batchnorm_"):
+            module.fold_batchnorm_()
     for parent in model.modules():
         names = list(parent._modules)
         for a, b in zip(names, names[1:]):

@@ -16,6 +16,12 @@ encoder's skip features (one 3x3 conv over both). With ``coarse_decoder`` the co
 of that kernel runs at the coarser level's own resolution and its result is upsampled (a
 quarter of those MACs), then added to the skip features' convolution: the same parameters,
 0.21 GMAC fewer at 320x240 (0.74 instead of 0.95).
+
+``skip_kernel=1`` (with ``coarse_decoder``) mixes the skip features with a 1x1 convolution
+instead of a 3x3 one (:class:`SkipDecoderLevel`): the spatial context then comes from the
+coarser level's 3x3 kernel and the encoder, and the skip features add per-pixel detail.
+A list gives each level's kernel, coarsest (1/16) first. ``head_kernel=1`` makes the head a
+1x1 convolution. ``skip_kernel=1`` and ``head_kernel=1`` together: 0.60 GMAC at 320x240.
 """
 from __future__ import annotations
 
@@ -57,22 +63,89 @@ class DecoderLevel(ConvBNReLU):
         return taps * (coarse_pixels * y.shape[1] + output.numel() // conv.out_channels * skip.shape[1])
 
 
+def skip_kernels(value) -> tuple[int, int, int, int]:
+    """``skip_kernel`` (one kernel size, or one per decoder level, coarsest first) as four sizes;
+    ValueError unless each is 1 or 3."""
+    kernels = (value,) * 4 if isinstance(value, int) else tuple(value)
+    if len(kernels) != 4 or any(isinstance(k, bool) or k not in (1, 3) for k in kernels):
+        raise ValueError(f"skip_kernel must be 1, 3 or four of them (one per decoder level), got {value!r}")
+    return tuple(int(k) for k in kernels)
+
+
+class SkipDecoderLevel(nn.Module):
+    """A coarse decoder level whose skip features go through a 1x1 convolution:
+    ``relu(bn(upsample(conv3x3(y)) + conv1x1(skip)))``, ``forward(y, skip)``."""
+
+    def __init__(self, cin: int, cskip: int, cout: int):
+        super().__init__()
+        self.cin = cin
+        self.coarse = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.skip = nn.Conv2d(cskip, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(upsample_to(self.coarse(y), skip) + self.skip(skip)))
+
+    @torch.no_grad()
+    def fold_batchnorm_(self) -> None:
+        """Fold the BatchNorm (eval statistics) into both convolutions: same outputs."""
+        if isinstance(self.bn, nn.Identity):
+            return
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        shift = self.bn.bias - self.bn.running_mean * scale
+        self.coarse.weight.mul_(scale.view(-1, 1, 1, 1))
+        self.skip.weight.mul_(scale.view(-1, 1, 1, 1))
+        self.coarse.bias = nn.Parameter(shift.clone())
+        self.bn = nn.Identity()
+
+    @staticmethod
+    def state_from_3x3(state: dict, prefix: str, cin: int) -> dict:
+        """This level's tensors from a 3x3 coarse level's (``prefix`` + ``0.weight``, ``1.*``):
+        the coarse part of the kernel as it is, the skip part summed over its taps (the same
+        response to features that are constant over the kernel)."""
+        out = {}
+        for name, value in state.items():
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix):]
+            if rest == "0.weight":
+                out[prefix + "coarse.weight"] = value[:, :cin].clone()
+                out[prefix + "skip.weight"] = value[:, cin:].sum(dim=(2, 3), keepdim=True)
+            elif rest.startswith("1."):
+                out[prefix + "bn." + rest[2:]] = value
+            else:
+                out[name] = value
+        return out
+
+
 class MonoRadarNet(nn.Module):
     """See module docstring. ``widths``: encoder channels at 1/2, 1/4, ..., 1/32;
     ``decoder``: channels at 1/16, 1/8, 1/4, 1/2; depth is bounded to
-    [``min_depth``, ``max_depth``] metres by a sigmoid on log-depth."""
+    [``min_depth``, ``max_depth``] metres by a sigmoid on log-depth; ``skip_kernel`` (3 or 1,
+    or one of them per decoder level) and ``head_kernel`` (3 or 1): see the module docstring."""
 
     def __init__(self, widths=(16, 32, 64, 96, 128), decoder=(96, 64, 32, 16),
-                 min_depth: float = 0.2, max_depth: float = 80.0, coarse_decoder: bool = False):
+                 min_depth: float = 0.2, max_depth: float = 80.0, coarse_decoder: bool = False,
+                 skip_kernel=3, head_kernel: int = 3):
         super().__init__()
         if len(widths) != 5 or len(decoder) != 4:
             raise ValueError(f"widths needs 5 and decoder 4 entries, got {widths}, {decoder}")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        kernels = skip_kernels(skip_kernel)
+        if head_kernel not in (1, 3):
+            raise ValueError(f"head_kernel must be 1 or 3, got {head_kernel}")
+        if 1 in kernels and not coarse_decoder:
+            raise ValueError("skip_kernel 1 needs coarse_decoder=True")
         self.config = {"widths": list(widths), "decoder": list(decoder),
                        "min_depth": float(min_depth), "max_depth": float(max_depth)}
         if coarse_decoder:  # older cards have no such key: they are the fine decoder
             self.config["coarse_decoder"] = True
+        if kernels != (3, 3, 3, 3):  # nor these: older cards are 3x3
+            self.config["skip_kernel"] = kernels[0] if len(set(kernels)) == 1 else list(kernels)
+        if head_kernel != 3:
+            self.config["head_kernel"] = int(head_kernel)
         self.coarse_decoder = bool(coarse_decoder)
         self.log_min, self.log_range = math.log(min_depth), math.log(max_depth / min_depth)
         self.norm = NormalizeRGB()
@@ -82,8 +155,10 @@ class MonoRadarNet(nn.Module):
             nn.Sequential(ResBlock(w[i - 1], w[i], stride=2), ResBlock(w[i], w[i])) for i in range(1, 5))
         dec_in = [w[4]] + list(decoder[:-1])
         skips = [w[3], w[2], w[1], w[0]]
-        self.decoder = nn.ModuleList(DecoderLevel(dec_in[i], skips[i], decoder[i], coarse_decoder) for i in range(4))
-        self.head = nn.Conv2d(decoder[-1], 2, 3, padding=1)
+        self.decoder = nn.ModuleList(
+            SkipDecoderLevel(dec_in[i], skips[i], decoder[i]) if kernels[i] == 1
+            else DecoderLevel(dec_in[i], skips[i], decoder[i], coarse_decoder) for i in range(4))
+        self.head = nn.Conv2d(decoder[-1], 2, head_kernel, padding=head_kernel // 2)
 
     @torch.no_grad()
     def adopt_fine_decoder_(self) -> None:
@@ -95,10 +170,27 @@ class MonoRadarNet(nn.Module):
         if not self.coarse_decoder:
             raise ValueError("adopt_fine_decoder_ is for a network built with coarse_decoder=True")
         for level in self.decoder:
-            w = level[0].weight[:, :level.cin]
+            w = level.coarse.weight if isinstance(level, SkipDecoderLevel) else level[0].weight[:, :level.cin]
             total = w.sum(dim=(2, 3))
             w.mul_(0.5)
             w[:, :, w.shape[2] // 2, w.shape[3] // 2] += 0.5 * total
+
+    def adapt_source_state(self, state: dict) -> dict:
+        """Weights of a 3x3 coarse-decoder network (``state``) in this network's shapes, for
+        :func:`~depth_nodes.depth.model_io.init_from_weights`: a 1x1 skip convolution or head
+        starts as the 3x3 kernel summed over its taps (see :meth:`SkipDecoderLevel.state_from_3x3`).
+        Tensors already in this network's shapes pass unchanged."""
+        state = dict(state)
+        for i, level in enumerate(self.decoder):
+            prefix = f"decoder.{i}."
+            if isinstance(level, SkipDecoderLevel) and prefix + "0.weight" in state:
+                converted = SkipDecoderLevel.state_from_3x3(state, prefix, level.cin)
+                state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+                state.update(converted)
+        w = state.get("head.weight")
+        if w is not None and w.shape[2:] != self.head.weight.shape[2:] and self.head.kernel_size == (1, 1):
+            state["head.weight"] = w.sum(dim=(2, 3), keepdim=True)
+        return state
 
     def logits(self, image: torch.Tensor, radar: torch.Tensor) -> torch.Tensor:
         """(B, 2, H, W) raw head output at full resolution: [log-depth logit, confidence logit]."""

@@ -30,6 +30,7 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
+from depth_nodes.depth.mono_radar_net import skip_kernels
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, build_model, card_config, init_from_weights, load_weights,
                                         save_weights)
 
@@ -68,6 +69,8 @@ class TrainConfig:
     crop_aug: float = 0.0         # mono: probability that a batch is cropped (same focal, narrower view)
     local_radius: int = 0         # stereo: StereoNet local_radius (1/2-resolution correlation offsets)
     coarse_decoder: bool = False  # mono: MonoRadarNet coarse_decoder (each level's coarse part at its own resolution)
+    skip_kernel: int | tuple = 3  # mono: MonoRadarNet skip_kernel (1: the skip features through 1x1 convolutions)
+    head_kernel: int = 3          # mono: MonoRadarNet head_kernel
     init: str | None = None       # weights (.safetensors) of the same or a narrower network to start from
     teacher: str | None = None    # mono: weights whose output pixels without GT are trained toward
     teacher_weight: float = 1.0   # mono: weight of that term
@@ -94,6 +97,13 @@ class TrainConfig:
                              f"for {self.task!r}")
         if self.coarse_decoder and self.task != "mono":
             raise ValueError(f"coarse_decoder is for task 'mono' only, got {self.task!r}")
+        kernels = skip_kernels(self.skip_kernel)
+        if self.head_kernel not in (1, 3):
+            raise ValueError(f"head_kernel must be 1 or 3, got {self.head_kernel}")
+        if (kernels, self.head_kernel) != ((3, 3, 3, 3), 3) and self.task != "mono":
+            raise ValueError(f"skip_kernel and head_kernel are for task 'mono' only, got {self.task!r}")
+        if 1 in kernels and not self.coarse_decoder:
+            raise ValueError("skip_kernel 1 needs coarse_decoder")
         if self.task == "refine" and (self.size is not None or self.no_return_far):
             raise ValueError("the refiner trains at the dataset's resolution on pixels with GT only: "
                              "size and no_return_far do not apply to task 'refine'")
@@ -155,7 +165,12 @@ def crop_batch(batch: dict, rng: np.random.Generator, min_fraction: float = CROP
 
 def _model_kwargs(cfg: TrainConfig) -> dict:
     if cfg.task == "mono":
-        return {"coarse_decoder": True} if cfg.coarse_decoder else {}
+        kwargs = {"coarse_decoder": True} if cfg.coarse_decoder else {}
+        if skip_kernels(cfg.skip_kernel) != (3, 3, 3, 3):
+            kwargs["skip_kernel"] = cfg.skip_kernel
+        if cfg.head_kernel != 3:
+            kwargs["head_kernel"] = cfg.head_kernel
+        return kwargs
     if cfg.task != "stereo":
         return {}
     return {"max_disparity": cfg.max_disparity, "local_radius": cfg.local_radius}
