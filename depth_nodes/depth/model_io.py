@@ -117,9 +117,9 @@ def init_from_weights(model: nn.Module, path) -> dict:
 
     A model with an ``adapt_source_state(state)`` method first converts the source's tensors
     to its own shapes (e.g. a 3x3 kernel that is 1x1 here). Tensors of equal shape are copied.
-    A tensor whose source has fewer input channels (dim 1; e.g. a first layer that now also takes extra cues appended after the old ones) gets the
-    source in its leading channels and zeros in the new ones, so the model starts out computing
-    exactly what the source did. Any other mismatch, or a tensor the source lacks, is an error.
+    A tensor whose source has fewer input channels (dim 1; e.g. a first layer that now also
+    takes extra cues appended after the old ones) gets the source in its leading channels and
+    zeros in the new ones, so the model starts out computing exactly what the source did. Any other mismatch, or a tensor the source lacks, is an error.
     Returns counts ``{"copied", "widened"}``."""
     source = load_file(str(path), device="cpu")
     if hasattr(model, "adapt_source_state"):
