@@ -72,6 +72,16 @@ def skip_kernels(value) -> tuple[int, int, int, int]:
     return tuple(int(k) for k in kernels)
 
 
+def decoder_kernels(coarse_decoder: bool, skip_kernel, head_kernel: int) -> tuple[int, int, int, int]:
+    """The four skip kernel sizes, after checking the decoder options together (ValueError)."""
+    kernels = skip_kernels(skip_kernel)
+    if head_kernel not in (1, 3):
+        raise ValueError(f"head_kernel must be 1 or 3, got {head_kernel}")
+    if 1 in kernels and not coarse_decoder:
+        raise ValueError("skip_kernel 1 needs coarse_decoder=True")
+    return kernels
+
+
 class SkipDecoderLevel(nn.Module):
     """A coarse decoder level whose skip features go through a 1x1 convolution:
     ``relu(bn(upsample(conv3x3(y)) + conv1x1(skip)))``, ``forward(y, skip)``."""
@@ -133,11 +143,7 @@ class MonoRadarNet(nn.Module):
             raise ValueError(f"widths needs 5 and decoder 4 entries, got {widths}, {decoder}")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
-        kernels = skip_kernels(skip_kernel)
-        if head_kernel not in (1, 3):
-            raise ValueError(f"head_kernel must be 1 or 3, got {head_kernel}")
-        if 1 in kernels and not coarse_decoder:
-            raise ValueError("skip_kernel 1 needs coarse_decoder=True")
+        kernels = decoder_kernels(coarse_decoder, skip_kernel, head_kernel)
         self.config = {"widths": list(widths), "decoder": list(decoder),
                        "min_depth": float(min_depth), "max_depth": float(max_depth)}
         if coarse_decoder:  # older cards have no such key: they are the fine decoder

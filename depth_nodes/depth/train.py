@@ -30,7 +30,7 @@ from depth_nodes.depth.disparity import disparity_to_depth
 from depth_nodes.depth.flops import count_macs, count_params
 from depth_nodes.depth.losses import mono_loss, refine_loss, stereo_loss
 from depth_nodes.depth.metrics import DepthMetrics, disparity_metrics
-from depth_nodes.depth.mono_radar_net import skip_kernels
+from depth_nodes.depth.mono_radar_net import decoder_kernels, skip_kernels
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, build_model, card_config, init_from_weights, load_weights,
                                         save_weights)
 
@@ -97,13 +97,9 @@ class TrainConfig:
                              f"for {self.task!r}")
         if self.coarse_decoder and self.task != "mono":
             raise ValueError(f"coarse_decoder is for task 'mono' only, got {self.task!r}")
-        kernels = skip_kernels(self.skip_kernel)
-        if self.head_kernel not in (1, 3):
-            raise ValueError(f"head_kernel must be 1 or 3, got {self.head_kernel}")
+        kernels = decoder_kernels(self.coarse_decoder, self.skip_kernel, self.head_kernel)
         if (kernels, self.head_kernel) != ((3, 3, 3, 3), 3) and self.task != "mono":
             raise ValueError(f"skip_kernel and head_kernel are for task 'mono' only, got {self.task!r}")
-        if 1 in kernels and not self.coarse_decoder:
-            raise ValueError("skip_kernel 1 needs coarse_decoder")
         if self.task == "refine" and (self.size is not None or self.no_return_far):
             raise ValueError("the refiner trains at the dataset's resolution on pixels with GT only: "
                              "size and no_return_far do not apply to task 'refine'")
