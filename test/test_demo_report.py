@@ -22,8 +22,8 @@ from depth_nodes.eval.demo_report import read_flight_bag, stage_latencies, write
 from depth_nodes.geometry import pose_from_xyz_yaw  # noqa: E402
 from depth_nodes.ros.conversions import array_to_image_msg, pose_to_odometry_msg  # noqa: E402
 from depth_nodes.ros.conversions_traj import trajectory_to_msg  # noqa: E402
-from depth_nodes.ros.demo_graph import (RECORDED_TYPES, demo_node_params, launch_world, recorded_topics,  # noqa: E402
-                                        with_flight_ceiling)
+from depth_nodes.ros.demo_graph import (RECORDED_TYPES, FlightWatch, demo_node_params, launch_world,  # noqa: E402
+                                        recorded_topics, with_flight_ceiling)
 from depth_nodes.sim.world import WorldSpec, build_world  # noqa: E402
 from depth_nodes.trajectory import Trajectory  # noqa: E402
 
@@ -158,3 +158,25 @@ def test_graph_flights_get_the_benchmark_ceiling_above_the_start():
     assert low["primitive_planner_node"]["max_altitude"] == pytest.approx(world.start[2] + 1.0)
     with pytest.raises(ValueError, match="above the start"):
         with_flight_ceiling(given, float(world.start[2]), 0.0)
+
+
+def test_flight_watch_tells_a_slow_flight_from_a_stalled_one():
+    watch = FlightWatch(timeout_s=200.0, stall_s=10.0, start=50.0)
+    # the simulator starts late, then advances slowly: never stalled for 10 s
+    assert watch.check(59.0, None) is None
+    assert watch.check(59.5, 0.0) is None
+    assert [watch.check(59.5 + 9 * k, 0.1 * k) for k in range(1, 10)] == [None] * 9
+    # time stops advancing (the same or an older report): stalled 10 s after the last advance
+    t_last = 59.5 + 9 * 9
+    assert watch.check(t_last + 9.9, 0.9) is None and watch.check(t_last + 9.95, 0.5) is None
+    assert watch.check(t_last + 10.0, 0.9) == "stalled"
+    # without a stall limit only the total budget counts, also before the first report
+    bare = FlightWatch(timeout_s=100.0, start=50.0)
+    assert bare.check(149.9, None) is None and bare.check(150.0, None) == "timeout"
+    # the total budget ends a flight that keeps advancing
+    assert FlightWatch(100.0, 10.0, start=50.0).check(150.0, 1.0) == "timeout"
+    # a simulator that never reports stalls from the start
+    assert FlightWatch(100.0, 10.0, start=50.0).check(60.0, None) == "stalled"
+    for bad in ({"timeout_s": 0.0}, {"timeout_s": 10.0, "stall_s": 0.0}, {"timeout_s": float("nan")}):
+        with pytest.raises(ValueError):
+            FlightWatch(**bad)

@@ -8,8 +8,11 @@ bag is finalised whatever the node processes do on shutdown). The simulator
 starts last, once the planner and the depth node are subscribed, so the
 recording holds the whole episode and lockstep never waits on a process that
 is still starting. It returns when ``sim/status`` reports the episode's end
-(goal, collision, ``max_duration_s``), a process exits, or ``timeout_s`` of
-wall time passes; the processes are then stopped (SIGINT, then SIGTERM).
+(goal, collision, ``max_duration_s``), a process exits, ``timeout_s`` of
+wall time passes, or (with ``stall_s``) simulated time stops advancing for
+``stall_s`` of wall time; the processes are then stopped (SIGINT, then SIGTERM).
+A lockstep flight is the same however slowly it runs, so a generous
+``timeout_s`` with a stall limit tells a slow machine from a stuck graph.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ class GraphFlight:
 
     ended: str | None                        # sim/status "ended": reached_goal | collided | max_duration | None
     sim_status: dict | None                  # newest sim/status
-    stop_reason: str                         # "ended" | "timeout" | "child_exit"
+    stop_reason: str                         # "ended" | "timeout" | "stalled" | "child_exit"
     startup_s: float                         # wall time until the simulator was started
     flight_wall_s: float                     # wall time from the simulator's start to the end
     bag: Path | None
@@ -70,6 +73,32 @@ class GraphFlight:
     @property
     def collided(self) -> bool:
         return bool(self.sim_status and self.sim_status.get("collided"))
+
+
+class FlightWatch:
+    """When a running flight has used up its wall time: ``timeout_s`` after ``start`` in all, or
+    ``stall_s`` (None: no such limit) without the simulated time advancing (counted from ``start``
+    until the simulator reports its first time)."""
+
+    def __init__(self, timeout_s: float, stall_s: float | None = None, start: float = 0.0):
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if stall_s is not None and not stall_s > 0:
+            raise ValueError(f"stall_s must be > 0 or None, got {stall_s}")
+        self.timeout_s, self.stall_s, self.start = float(timeout_s), stall_s, float(start)
+        self._t_sim: float | None = None
+        self._advanced_at = self.start
+
+    def check(self, now: float, t_sim: float | None) -> str | None:
+        """``"timeout"``, ``"stalled"`` or None (go on), given the wall clock ``now`` and the newest
+        simulated time (None before the simulator reports one)."""
+        if t_sim is not None and (self._t_sim is None or t_sim > self._t_sim):
+            self._t_sim, self._advanced_at = float(t_sim), now
+        if now - self.start >= self.timeout_s:
+            return "timeout"
+        if self.stall_s is not None and now - self._advanced_at >= self.stall_s:
+            return "stalled"
+        return None
 
 
 def launch_world(args: dict[str, str]):
@@ -128,9 +157,9 @@ def _readiness(args: dict[str, str]) -> list[tuple[str, str]]:
 
 def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str, dict] | None = None,
               timeout_s: float = 240.0, record: bool = True, progress: bool = True,
-              ceiling_m: float | None = None) -> GraphFlight:
-    """Run the graph for one episode (see module doc); ``node_params`` override config/mav_nav.yaml
-    per node, ``out_dir`` receives params.yaml and the bag (``out_dir/bag``, replaced if present);
+              ceiling_m: float | None = None, stall_s: float | None = None) -> GraphFlight:
+    """Run the graph for one episode (see module doc: ``timeout_s`` and ``stall_s`` are the wall-time
+    limits of the flight); ``node_params`` override config/mav_nav.yaml per node, ``out_dir`` receives params.yaml and the bag (``out_dir/bag``, replaced if present);
     ``ceiling_m``: the planner's ceiling above the start (default: the flight benchmark's)."""
     import shutil
 
@@ -144,8 +173,7 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
     from depth_nodes.ros.bag_recorder import BagRecorder
     from depth_nodes.ros.graph_monitor import GraphMonitor
 
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    FlightWatch(timeout_s, stall_s)  # checks the limits before anything starts
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     args = parse_launch_args(launch_args)
@@ -190,9 +218,10 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
         log.info("graph up after %.1f s; starting the simulator", t_sim - t0)
         group.start(["sim_node"])
         shown = 0.0
+        watch = FlightWatch(timeout_s, stall_s, start=t_sim)
         with tqdm(desc="flight (sim time)", unit="s", disable=not progress, leave=False,
                   bar_format="{desc}: {n:.1f} s simulated, {elapsed} wall") as bar:
-            while time.monotonic() - t_sim < timeout_s:
+            while True:
                 if monitor.ended():
                     stop_reason = "ended"
                     break
@@ -200,8 +229,14 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
                     stop_reason = "child_exit"
                     break
                 executor.spin_once(timeout_sec=0.05)
-                t = (monitor.sim_status or {}).get("t", 0.0)
-                if t - shown >= 0.5:
+                t = (monitor.sim_status or {}).get("t")
+                reason = watch.check(time.monotonic(), t)
+                if reason is not None:
+                    stop_reason = reason
+                    log.warning("flight stopped: %s (simulated time %s s after %.0f s of wall time)",
+                                reason, t, time.monotonic() - t_sim)
+                    break
+                if t is not None and t - shown >= 0.5:
                     bar.update(t - shown)
                     shown = t
         t_done = time.monotonic()
