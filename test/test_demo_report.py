@@ -138,6 +138,10 @@ def test_demo_parameters_and_arguments():
     for bad in ("320", "axb", "10x10"):
         with pytest.raises(ValueError, match="image-size"):
             _parse_size(bad)
+    # flight limits are checked before any process starts
+    from depth_nodes.cli import main
+    for bad in (["--stall", "-1"], ["--timeout", "0"], ["--ceiling", "0"]):
+        assert main(["demo", *bad, "--out", "/nonexistent/demo"]) == 2, bad
 
 
 def test_graph_flights_get_the_benchmark_ceiling_above_the_start():

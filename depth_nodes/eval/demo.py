@@ -96,8 +96,11 @@ def cmd_demo(args) -> int:
     log.info("demo over DDS: %s", world_args)
     if not args.ceiling > 0:
         raise ValueError(f"--ceiling must be > 0 m above the start, got {args.ceiling}")
+    if not args.timeout > 0 or not args.stall >= 0:
+        raise ValueError(f"--timeout must be > 0 and --stall >= 0 s, got {args.timeout} and {args.stall}")
     summary = run_graph_demo(args.depth, world_args, Path(args.out), image_size=_parse_size(args.image_size),
-                             timeout_s=args.timeout, progress=not args.json, ceiling_m=args.ceiling)
+                             timeout_s=args.timeout, progress=not args.json, ceiling_m=args.ceiling,
+                             stall_s=args.stall if args.stall > 0 else None)
     summary["run"] = run_info(data=f"simulated {args.world} world, seed {args.seed}", seed=args.seed,
                               device="cpu", launch=world_args)
     ok = summary["goal_reached"] and not summary["collisions"]
@@ -171,7 +174,12 @@ def register_demo(root) -> None:
     p.add_argument("--ceiling", type=float, default=DEMO_CEILING_M,
                    help="the planner's ceiling above the start, metres (graph only; `eval flight` uses "
                         f"{CEILING_ABOVE_START_M:g}, see README)")
-    p.add_argument("--timeout", type=float, default=240.0, help="wall seconds allowed for the flight (graph only)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="wall seconds allowed for the whole flight (graph only; lockstep keeps a slow flight "
+                        "the same flight)")
+    p.add_argument("--stall", type=float, default=120.0,
+                   help="end the flight when simulated time has not advanced for this many wall seconds "
+                        "(graph only; 0: no such limit)")
     p.add_argument("--in-process", action="store_true",
                    help="run the loop in this process without ROS (the pre-graph demo)")
     p.add_argument("--speed", type=float, default=3.0, help="cruise speed, m/s (--in-process only)")

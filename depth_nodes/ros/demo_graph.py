@@ -327,17 +327,18 @@ def flight_summary(flight: GraphFlight, rec, world) -> dict:
 
 
 def run_graph_demo(depth: str, world_args: dict[str, str], out_dir: Path, image_size: tuple[int, int] = (160, 120),
-                   timeout_s: float = 240.0, lockstep_timeout_s: float = 10.0, progress: bool = True,
-                   ceiling_m: float | None = None) -> dict:
+                   timeout_s: float = 600.0, lockstep_timeout_s: float = 10.0, progress: bool = True,
+                   ceiling_m: float | None = None, stall_s: float | None = 120.0) -> dict:
     """Fly the graph (``world_args``: world, density, seed, extent launch arguments), decode the bag and
     write the report to ``out_dir``; returns the summary (see :func:`flight_summary`). ``ceiling_m``:
-    the planner's ceiling above the start (default: the flight benchmark's)."""
+    the planner's ceiling above the start (default: the flight benchmark's); ``timeout_s`` and
+    ``stall_s``: the flight's wall-time limits (see :func:`fly_graph`)."""
     from depth_nodes.eval.demo_report import read_flight_bag, write_demo_report
 
     wall0 = time.monotonic()
     launch = {**DEPTH_CHOICES[depth], **world_args}
     flight = fly_graph(launch, out_dir, demo_node_params(depth, image_size, lockstep_timeout_s),
-                       timeout_s=timeout_s, progress=progress, ceiling_m=ceiling_m)
+                       timeout_s=timeout_s, progress=progress, ceiling_m=ceiling_m, stall_s=stall_s)
     args, world = flight.launch_args, flight.world
     rec = None
     try:
