@@ -159,8 +159,9 @@ def fly_graph(launch_args: dict[str, str], out_dir: Path, node_params: dict[str,
               timeout_s: float = 240.0, record: bool = True, progress: bool = True,
               ceiling_m: float | None = None, stall_s: float | None = None) -> GraphFlight:
     """Run the graph for one episode (see module doc: ``timeout_s`` and ``stall_s`` are the wall-time
-    limits of the flight); ``node_params`` override config/mav_nav.yaml per node, ``out_dir`` receives params.yaml and the bag (``out_dir/bag``, replaced if present);
-    ``ceiling_m``: the planner's ceiling above the start (default: the flight benchmark's)."""
+    limits of the flight); ``node_params`` override config/mav_nav.yaml per node, ``out_dir``
+    receives params.yaml and the bag (``out_dir/bag``, replaced if present); ``ceiling_m``: the
+    planner's ceiling above the start (default: the flight benchmark's)."""
     import shutil
 
     import rclpy
