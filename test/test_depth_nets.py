@@ -234,6 +234,21 @@ def test_warp_right_brings_the_match_under_each_left_pixel():
     torch.testing.assert_close(half[..., 3:-1], 0.5 * (fl[..., 3:-1] + fl[..., 4:]), atol=1e-4, rtol=1e-4)
 
 
+def test_warp_right_in_half_precision_keeps_sub_pixel_positions():
+    # a wide image: in float16 x = 700 px is only representable to 0.5 px, so positions are formed
+    # in float32; the result keeps the features' dtype
+    g = torch.Generator().manual_seed(5)
+    x = torch.arange(741, dtype=torch.float32)
+    fr = torch.stack([torch.sin(x / 7.0), torch.cos(x / 11.0)]).view(1, 2, 1, 741).expand(1, 2, 4, 741)
+    disp = 3.0 + 40.0 * torch.rand(1, 1, 4, 741, generator=g)
+    ref = warp_right(fr, disp)
+    got = warp_right(fr.half(), disp.half())
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    # what remains is float16 rounding of the features, the disparities (0.03 px at 40 px) and the result
+    inside = (slice(None), slice(None), slice(None), slice(50, None))
+    torch.testing.assert_close(got.float()[inside], ref[inside], atol=6e-3, rtol=0)
+
+
 def test_local_correlation_peaks_where_the_coarse_disparity_is_off():
     g = torch.Generator().manual_seed(5)
     fl = torch.randn(1, 32, 10, 60, generator=g)

@@ -53,12 +53,17 @@ def correlation_volume(fl: torch.Tensor, fr: torch.Tensor, candidates: int, grou
 
 def warp_right(fr: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
     """Right-image features (B, C, H, W) resampled at x - disparity (B, 1, H, W; px at this
-    resolution), bilinear, zero outside the image: where the left pixel's match would be."""
+    resolution), bilinear, zero outside the image: where the left pixel's match would be.
+
+    Always sampled in float32: in float16 a position near x = 700 px is rounded to 0.5 px, and
+    torch's half-precision CPU sampler returned NaN at some positions of the Middlebury pair.
+    The result has ``fr``'s dtype; float32 inputs run exactly as before."""
     b, _, h, w = fr.shape
-    xs = torch.arange(w, dtype=fr.dtype, device=fr.device).view(1, 1, w) - disparity[:, 0]
-    ys = torch.arange(h, dtype=fr.dtype, device=fr.device).view(1, h, 1).expand(b, h, w)
+    xs = torch.arange(w, dtype=torch.float32, device=fr.device).view(1, 1, w) - disparity[:, 0].float()
+    ys = torch.arange(h, dtype=torch.float32, device=fr.device).view(1, h, 1).expand(b, h, w)
     grid = torch.stack([xs * (2.0 / max(w - 1, 1)) - 1.0, ys * (2.0 / max(h - 1, 1)) - 1.0], dim=-1)
-    return F.grid_sample(fr, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(fr.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.to(fr.dtype)
 
 
 def local_correlation(fl: torch.Tensor, fr: torch.Tensor, disparity: torch.Tensor, radius: int,
