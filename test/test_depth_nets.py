@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,12 +13,13 @@ import torch
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.flops import count_macs, count_params
-from depth_nodes.depth.interface import DepthInput, make_estimator
+from depth_nodes.depth.interface import DepthInput, make_estimator, resolve_precision
 from depth_nodes.depth.model_io import (WeightsNotFoundError, fold_batchnorm, init_from_weights, load_weights,
                                         save_weights)
 from depth_nodes.depth.layers import upsample_to
 from depth_nodes.depth.mono_radar_net import MonoRadarNet
-from depth_nodes.depth.runtime import OnnxBackend, RuntimeUnavailableError, TorchBackend, export_onnx
+from depth_nodes.depth.runtime import (OnnxBackend, RuntimeUnavailableError, TorchBackend, export_onnx,
+                                      tensorrt_network_flags)
 from depth_nodes.depth.stereo_net import StereoNet, correlation_volume, local_correlation, warp_right
 
 
@@ -456,6 +458,25 @@ def test_factory_errors():
             make_estimator("mono", device="cuda", weights="random-init")
         with pytest.raises(RuntimeUnavailableError, match="CUDAExecutionProvider"):
             make_estimator("stereo", runtime="onnx", device="cuda", weights="random-init")
+
+
+def test_precision_follows_the_device_and_runtime():
+    assert resolve_precision("auto", "torch", "cuda") == resolve_precision("auto", "tensorrt", "cuda") == "fp16"
+    assert resolve_precision("auto", "torch", "cpu") == resolve_precision("auto", "onnx", "cuda") == "fp32"
+    assert resolve_precision("fp16", "torch", "cpu") == "fp16" and resolve_precision("fp32", "torch", "cuda") == "fp32"
+    with pytest.raises(ValueError, match="onnxruntime"):
+        resolve_precision("fp16", "onnx", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        make_estimator("mono", precision="int8")
+    with pytest.raises(ValueError, match="sgbm"):
+        make_estimator("sgbm", precision="fp16")
+    est = make_estimator("mono", runtime="torch", weights="random-init", precision="fp16")
+    assert est.precision == "fp16" and est.runner._torch.half
+    assert make_estimator("mono", runtime="torch", weights="random-init").precision == "fp32"
+    # TensorRT 8 parses ONNX only into explicit-batch networks; TensorRT 10 has no other kind
+    flags = SimpleNamespace(EXPLICIT_BATCH=0)
+    assert tensorrt_network_flags(SimpleNamespace(__version__="8.6.2", NetworkDefinitionCreationFlag=flags)) == 1
+    assert tensorrt_network_flags(SimpleNamespace(__version__="10.3.0", NetworkDefinitionCreationFlag=flags)) == 0
 
 
 def test_estimators_end_to_end_random_init():

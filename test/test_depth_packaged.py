@@ -66,3 +66,44 @@ def test_packaged_stereo_hybrid_is_dense_and_beats_sgbm_on_middlebury():
     assert net["status"] == hybrid["status"] == "trained"
     assert sgbm["density"] < 0.95 and hybrid["density"] == net["density"] == 1.0
     assert hybrid["bad2"] < min(sgbm["bad2"], net["bad2"]) and hybrid["epe"] < net["epe"]
+
+
+def test_fp16_path_keeps_the_packaged_networks_accuracy(frames):
+    """The GPU path's arithmetic (torch fp16, channels last), run on the CPU: the packaged
+    network's depth stays within a fraction of a percent of fp32 and as accurate."""
+    camera, data = frames
+    full = make_estimator("mono-radar", runtime="torch", precision="fp32")
+    half = make_estimator("mono-radar", runtime="torch", precision="fp16")
+    assert (full.precision, half.precision) == ("fp32", "fp16") and half.runner._torch.half
+    rgb, _, radar = data[1]
+    a = full.estimate(DepthInput(rgb=rgb, camera=camera, radar=radar))
+    b = half.estimate(DepthInput(rgb=rgb, camera=camera, radar=radar))
+    assert b.depth.dtype == np.float32 and np.isfinite(b.depth).all()
+    rel = np.abs(b.depth - a.depth) / a.depth
+    assert np.median(rel) < 0.005 and rel.max() < 0.05, (np.median(rel), rel.max())
+    assert np.abs(b.confidence - a.confidence).max() < 0.05
+    assert abs(_abs_rel(half, camera, data, True) - _abs_rel(full, camera, data, True)) < 0.005
+
+
+def test_fp16_stereo_network_on_middlebury_matches_fp32():
+    from skimage.data import stereo_motorcycle
+
+    from depth_nodes.camera import PinholeCamera
+
+    left, right, _ = stereo_motorcycle()
+    cam = PinholeCamera.from_fov(left.shape[1], left.shape[0], 60.0)
+    inp = DepthInput(rgb=left, camera=cam, right_rgb=right, right_camera=cam.with_baseline(0.1))
+    full, half = (make_estimator("stereo", runtime="torch", precision=p) for p in ("fp32", "fp16"))
+    (da, _), (db, _) = full.disparity(inp), half.disparity(inp)
+    ok = np.isfinite(da) & np.isfinite(db)
+    assert ok.mean() > 0.99
+    err = np.abs(db[ok] - da[ok])
+    # disparities of up to ~70 px at this size: fp16 keeps them to a fraction of a pixel
+    assert np.median(err) < 0.05 and np.percentile(err, 99) < 0.5, (np.median(err), np.percentile(err, 99))
+    # the refined hybrid too (its refiner warps the right image by the disparity: NaN at some
+    # pixels before the warp sampled in float32)
+    refined = [make_estimator("stereo-hybrid", runtime="torch", precision=p, refine=True).disparity(inp)[0]
+               for p in ("fp32", "fp16")]
+    assert np.isfinite(refined[1]).mean() == np.isfinite(refined[0]).mean() > 0.99
+    ok = np.isfinite(refined[0])
+    assert np.median(np.abs(refined[1][ok] - refined[0][ok])) < 0.05

@@ -161,10 +161,12 @@ def cmd_eval_depth(args) -> int:
                 flag = "--" + key.replace("_", "-")
                 raise ValueError(f"{flag} applies to stereo-hybrid only, not {args.mode!r}")
             options[key] = getattr(args, key)
-    est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights, **options)
+    est = make_estimator(args.mode, runtime=args.runtime, device=args.device, weights=args.weights,
+                         precision=args.precision, **options)
     res = eval_dataset(est, args.data, args.split, args.max_frames, args.max_depth, args.crop)
     runtime = None if args.mode == "sgbm" else args.runtime
-    _report(args, {"mode": args.mode, "runtime": runtime, "weights": est.weights_status,
+    _report(args, {"mode": args.mode, "runtime": runtime, "precision": getattr(est, "precision", None),
+                   "weights": est.weights_status,
                    "max_disparity": args.max_disparity, "sgbm_passes": args.sgbm_passes,
                    "sgbm_agreement": args.sgbm_agreement,
                    "near_pass": getattr(est, "near_pass", None),
@@ -179,7 +181,7 @@ def cmd_eval_stereo_real(args) -> int:
     from depth_nodes.depth.evaluate import eval_stereo_real
 
     threads = _threads(args)
-    res = eval_stereo_real(args.weights, args.runtime, args.max_disparity)
+    res = eval_stereo_real(args.weights, args.runtime, args.max_disparity, args.precision)
     _report(args, {**res, **run_info(data="skimage.data.stereo_motorcycle (Middlebury 2014, quarter size)",
                                      seed=None, device="cpu", threads=threads)})
     return 0
@@ -198,6 +200,14 @@ def cmd_bench_models(args) -> int:
     res = bench_models(runtimes=runtimes, sizes=sizes, repeat=args.repeat, weights=weights, device=args.device)
     _report(args, {**res, **run_info(data="random images", seed=0, device=args.device, threads=threads)})
     return 0
+
+
+def _add_precision(p) -> None:
+    from depth_nodes.depth.interface import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="network arithmetic (auto: fp16 on cuda, fp32 on cpu; fp16 on the cpu, with runtime torch, "
+                        "checks the GPU path's accuracy: slow)")
 
 
 def register(groups) -> None:
@@ -283,6 +293,7 @@ def register(groups) -> None:
     p.add_argument("--mode", choices=MODES, required=True)
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: onnx on cpu, torch on cuda")
     p.add_argument("--device", choices=DEVICES, default="cpu")
+    _add_precision(p)
     p.add_argument("--weights", default=None, help=".safetensors (default: packaged)")
     p.add_argument("--split", choices=("val", "train", "all"), default="val",
                    help="held-out world seeds (val) by default")
@@ -326,6 +337,7 @@ def register(groups) -> None:
     p = groups["eval"].add_parser("stereo-real", help="stereo net vs SGBM on Middlebury motorcycle (skimage)")
     p.add_argument("--weights", default=None, help="stereo .safetensors (default: packaged)")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    _add_precision(p)
     p.add_argument("--max-disparity", type=int, default=96, help="search range px (multiple of 16)")
     _add_threads(p)
     add_json_flag(p)

@@ -68,7 +68,8 @@ def eval_dataset(estimator: DepthEstimator, data, split: str = "val", max_frames
     return res
 
 
-def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = STEREO_REAL_MAX_DISPARITY) -> dict:
+def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = STEREO_REAL_MAX_DISPARITY,
+                     precision: str = "auto") -> dict:
     """Network, SGBM and the hybrid (SGBM, its holes filled by the network; also refined, as
     ``stereo_hybrid_refined``) on Middlebury 2014 motorcycle (skimage.data.stereo_motorcycle,
     quarter size).
@@ -93,20 +94,20 @@ def eval_stereo_real(weights=None, runtime: str = "torch", max_disparity: int = 
     res["sgbm"] = {**disparity_metrics(disp, gt), "num_disparities": max_disparity, "status": "classical"}
     try:
         net = make_estimator("stereo", runtime=runtime, weights=weights, max_disparity=max_disparity,
-                             net_size=(w, h))
+                             net_size=(w, h), precision=precision)
     except WeightsNotFoundError as exc:
         res["stereo_net"] = {"status": "untrained", "reason": str(exc)}
         return res
     disp, _ = net.disparity(inp)
     res["stereo_net"] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
-                         "status": net.weights_status, "runtime": runtime,
+                         "status": net.weights_status, "runtime": runtime, "precision": net.precision,
                          "training_steps": net.card.get("training", {}).get("steps")}
     for key, refine in (("stereo_hybrid", False), ("stereo_hybrid_refined", True)):
         hybrid = make_estimator("stereo-hybrid", runtime=runtime, weights=weights, max_disparity=max_disparity,
-                                net_size=(w, h), num_disparities=max_disparity, refine=refine)
+                                net_size=(w, h), num_disparities=max_disparity, refine=refine, precision=precision)
         disp, _ = hybrid.disparity(inp)
         res[key] = {**disparity_metrics(disp, gt), "max_disparity": max_disparity,
-                    "status": hybrid.weights_status, "runtime": runtime}
+                    "status": hybrid.weights_status, "runtime": runtime, "precision": hybrid.precision}
     return res
 
 

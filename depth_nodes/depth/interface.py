@@ -25,6 +25,8 @@ STEREO_MODES = ("stereo", "stereo-hybrid", "sgbm")
 #: Inference runtimes understood by :func:`make_estimator` (``auto``: see :func:`resolve_runtime`).
 RUNTIMES = ("auto", "torch", "onnx", "tensorrt")
 DEVICES = ("cpu", "cuda")
+#: Network arithmetic understood by :func:`make_estimator` (``auto``: see :func:`resolve_precision`).
+PRECISIONS = ("auto", "fp32", "fp16")
 #: Keyword options :func:`make_estimator` accepts per mode.
 ESTIMATOR_OPTIONS = {
     "mono": {"net_size"},
@@ -195,14 +197,31 @@ def resolve_runtime(runtime: str, device: str) -> str:
     return "torch" if device == "cuda" else "onnx"
 
 
+def resolve_precision(precision: str, runtime: str, device: str) -> str:
+    """``fp32`` or ``fp16`` for a network on ``runtime`` (resolved, not ``auto``) and ``device``.
+
+    ``auto`` -> ``fp16`` on CUDA (torch halves the network, TensorRT may build fp16 kernels),
+    ``fp32`` on the CPU. ``fp16`` on the CPU runs torch's half-precision CPU kernels: much
+    slower than fp32 there, but the same arithmetic as the GPU path, to check its accuracy on a
+    machine without one. onnxruntime runs the exported fp32 graph only (ValueError for fp16)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "fp16" if device == "cuda" and runtime != "onnx" else "fp32"
+    if precision == "fp16" and runtime == "onnx":
+        raise ValueError("precision 'fp16' needs runtime 'torch' or 'tensorrt'; onnxruntime runs the fp32 graph")
+    return precision
+
+
 def make_estimator(mode: str, runtime: str = "auto", device: str = "cpu", weights=None,
-                   **options) -> DepthEstimator:
+                   precision: str = "auto", **options) -> DepthEstimator:
     """Build an estimator.
 
     ``mode``: ``mono`` (mono+radar net with radar ignored), ``mono-radar``,
     ``stereo`` (network), ``stereo-hybrid`` (SGBM where it matches, the network in its
     holes) or ``sgbm`` (OpenCV, no runtime/weights).
     ``runtime``: ``torch``, ``onnx`` (onnxruntime), ``tensorrt`` or ``auto`` (:func:`resolve_runtime`).
+    ``precision``: the networks' arithmetic, ``fp32``, ``fp16`` or ``auto`` (:func:`resolve_precision`).
     ``weights``: path to a ``.safetensors`` file (model card ``.json`` beside
     it), ``None`` for the packaged weights, or ``"random-init"`` for untrained
     networks (latency benchmarks only). Missing weights raise
@@ -219,11 +238,16 @@ def make_estimator(mode: str, runtime: str = "auto", device: str = "cpu", weight
     if unknown:
         raise ValueError(f"options {sorted(unknown)} do not apply to mode {mode!r}; "
                          f"allowed: {sorted(ESTIMATOR_OPTIONS[mode])}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if mode == "sgbm":
+        if precision != "auto":
+            raise ValueError(f"precision {precision!r} applies to the networks, not to mode 'sgbm'")
         from depth_nodes.depth.sgbm import SgbmEstimator
 
         return SgbmEstimator(**options)
     from depth_nodes.depth.runtime import make_network_estimator
 
-    return make_network_estimator(mode, runtime=resolve_runtime(runtime, device), device=device, weights=weights,
-                                  **options)
+    runtime = resolve_runtime(runtime, device)
+    return make_network_estimator(mode, runtime=runtime, device=device, weights=weights,
+                                  precision=resolve_precision(precision, runtime, device), **options)

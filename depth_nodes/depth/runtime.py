@@ -33,7 +33,7 @@ from torch import nn
 
 from depth_nodes.camera import PinholeCamera
 from depth_nodes.depth.disparity import disparity_to_depth
-from depth_nodes.depth.interface import HYBRID_AGREEMENT, DepthEstimator, DepthInput, StageTimer
+from depth_nodes.depth.interface import HYBRID_AGREEMENT, DepthEstimator, DepthInput, StageTimer, resolve_precision
 from depth_nodes.depth.model_io import (ARCH_FOR_MODEL, MODEL_FOR_MODE, build_model, card_config, default_weights,
                                         fold_batchnorm, load_weights)
 from depth_nodes.depth.radar_encoding import encode_radar
@@ -122,11 +122,12 @@ MAX_FROZEN_SHAPES = 8
 
 
 class TorchBackend:
-    """Runs a torch module channels_last; float16 on CUDA. On the CPU the process keeps the
-    memory it frees (:func:`retain_freed_memory`), and the inputs are passed in NCHW: the
-    networks first normalise and concatenate them, several times faster in NCHW than channels
-    last (where each pixel's few channels are strided), and their first convolution then
-    converts its input once (its weights are channels last).
+    """Runs a torch module channels_last, in float16 with ``half`` (default: on CUDA only; on the
+    CPU, torch's slow half-precision kernels check the GPU path's numerics where there is no GPU).
+    On the CPU the process keeps the memory it frees (:func:`retain_freed_memory`), and float32
+    inputs are passed in NCHW: the networks first normalise and concatenate them, several times
+    faster in NCHW than channels last (where each pixel's few channels are strided), and their
+    first convolution then converts its input once (its weights are channels last).
 
     ``freeze`` (default: on the CPU, unless ``DEPTH_NODES_TORCH_FREEZE=0``): the module is
     traced on the first call with each input shape and frozen (``torch.jit.trace`` then
@@ -139,11 +140,11 @@ class TorchBackend:
     torch without TorchScript) the backend logs a warning and runs the module eagerly.
     CUDA runs eagerly."""
 
-    def __init__(self, model: nn.Module, device: str = "cpu", freeze: bool | None = None):
+    def __init__(self, model: nn.Module, device: str = "cpu", freeze: bool | None = None, half: bool | None = None):
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeUnavailableError("device='cuda' requested but torch.cuda.is_available() is False")
         self.device = torch.device(device)
-        self.half = device == "cuda"
+        self.half = device == "cuda" if half is None else bool(half)
         if device == "cpu":
             retain_freed_memory()
         if freeze is None:
@@ -165,7 +166,7 @@ class TorchBackend:
 
     def _tensors(self, inputs: list[np.ndarray]) -> list[torch.Tensor]:
         xs = [torch.from_numpy(x).to(self.device) for x in inputs]
-        if self.half:  # on the CPU the inputs stay NCHW (see the class docstring)
+        if self.half:  # float32 inputs stay NCHW (see the class docstring)
             xs = [x.half().contiguous(memory_format=torch.channels_last) for x in xs]
         return xs
 
@@ -249,20 +250,31 @@ def import_tensorrt():
     return tensorrt
 
 
-class TensorRTBackend:
-    """Builds a TensorRT engine from ONNX (FP16 when supported) and runs it on CUDA tensors."""
+def tensorrt_network_flags(trt) -> int:
+    """``create_network`` flags for an ONNX graph: explicit batch, which TensorRT 8 needs for ONNX
+    (JetPack 5 and 6.0) and TensorRT 10 always uses (there the flag is deprecated and ignored)."""
+    major = int(str(getattr(trt, "__version__", "10")).split(".")[0])
+    flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "EXPLICIT_BATCH", None)
+    return 0 if major >= 10 or flag is None else 1 << int(flag)
 
-    def __init__(self, onnx_model: bytes):
+
+class TensorRTBackend:
+    """Builds a TensorRT engine from ONNX and runs it on CUDA tensors; ``fp16`` lets TensorRT
+    choose half-precision kernels (the graph's inputs and outputs stay float32)."""
+
+    def __init__(self, onnx_model: bytes, fp16: bool = True):
         trt = import_tensorrt()
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network = builder.create_network(0)
+        network = builder.create_network(tensorrt_network_flags(trt))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(onnx_model):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeUnavailableError(f"TensorRT could not parse the ONNX graph: {errors}")
         config = builder.create_builder_config()
-        if builder.platform_has_fast_fp16:
+        if fp16:
+            if not getattr(builder, "platform_has_fast_fp16", True):
+                log.warning("TensorRT: this GPU has no fast fp16; building with fp16 allowed anyway")
             config.set_flag(trt.BuilderFlag.FP16)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -277,7 +289,10 @@ class TensorRTBackend:
         self.stream = torch.cuda.Stream()
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        xs = [torch.from_numpy(x).cuda() for x in inputs]
+        # the copies go on the engine's stream: a stream made by torch does not wait for the
+        # default stream, so copies queued there could still be running when the engine reads
+        with torch.cuda.stream(self.stream):
+            xs = [torch.from_numpy(np.ascontiguousarray(x)).to("cuda") for x in inputs]
         for name, x in zip(self.inputs, xs):
             self.context.set_tensor_address(name, x.data_ptr())
         for name, out in self.outputs.items():
@@ -292,14 +307,15 @@ class ModelRunner:
     copy that the runtime executes. ONNX/TensorRT graphs are built on the first call with each
     input shape (expect that call to take about a second)."""
 
-    def __init__(self, model: nn.Module, runtime: str, device: str):
+    def __init__(self, model: nn.Module, runtime: str, device: str, precision: str = "auto"):
         self.model = model.eval()
         # Inference copy with BatchNorm folded into the convolutions (same outputs, fewer ops).
         self.inference_model = fold_batchnorm(copy.deepcopy(self.model))
         self.runtime, self.device = runtime, device
+        self.precision = resolve_precision(precision, runtime, device)
         self._backends: dict[tuple, object] = {}
         if runtime == "torch":
-            self._torch = TorchBackend(self.inference_model, device)
+            self._torch = TorchBackend(self.inference_model, device, half=self.precision == "fp16")
         elif runtime == "onnx":  # fail early and clearly
             onnx_providers(device)
         else:
@@ -318,7 +334,7 @@ class ModelRunner:
         if key not in self._backends:
             onnx_bytes = export_onnx(self.inference_model, inputs)
             self._backends[key] = (OnnxBackend(onnx_bytes, self.device) if self.runtime == "onnx"
-                                   else TensorRTBackend(onnx_bytes))
+                                   else TensorRTBackend(onnx_bytes, fp16=self.precision == "fp16"))
         return self._backends[key](inputs)
 
 
@@ -326,9 +342,10 @@ class NetworkEstimator(DepthEstimator):
     """Common machinery: resizing to the network size and running it (:class:`ModelRunner`)."""
 
     def __init__(self, model: nn.Module, runtime: str, device: str, weights_status: str,
-                 net_size: tuple[int, int] | None, card: dict | None):
-        self.runner = ModelRunner(model, runtime, device)
+                 net_size: tuple[int, int] | None, card: dict | None, precision: str = "auto"):
+        self.runner = ModelRunner(model, runtime, device, precision)
         self.model, self.runtime, self.device = self.runner.model, runtime, device
+        self.precision = self.runner.precision
         self.weights_status, self.card = weights_status, card or {}
         if net_size is None and self.card.get("input_size"):
             net_size = tuple(self.card["input_size"])
@@ -373,8 +390,8 @@ class MonoRadarEstimator(NetworkEstimator):
     MAX_AREA_FACTOR = 4.0
 
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
-                 card=None, use_radar: bool = True, radar_dilate: int = 1):
-        super().__init__(model, runtime, device, weights_status, net_size, card)
+                 card=None, use_radar: bool = True, radar_dilate: int = 1, precision: str = "auto"):
+        super().__init__(model, runtime, device, weights_status, net_size, card, precision)
         self.use_radar, self.radar_dilate = use_radar, int(radar_dilate)
         self.name = "mono-radar" if use_radar else "mono"
         focal = self.card.get("input_focal_px")
@@ -456,8 +473,8 @@ class StereoEstimator(NetworkEstimator):
     no_return_is_far = True
 
     def __init__(self, model, runtime="torch", device="cpu", weights_status="trained", net_size=None,
-                 card=None, near_pass: bool = True):
-        super().__init__(model, runtime, device, weights_status, net_size, card)
+                 card=None, near_pass: bool = True, precision: str = "auto"):
+        super().__init__(model, runtime, device, weights_status, net_size, card, precision)
         self.near_pass = bool(near_pass)
 
     def _estimate(self, inp: DepthInput, timer: StageTimer):
@@ -551,8 +568,8 @@ class HybridStereoEstimator(StereoEstimator):
                  card=None, num_disparities: int | None = None, block_size: int | None = None,
                  uniqueness_ratio: int = 10, passes: int | None = None, agreement: str = "nearest",
                  near_pass: bool = True, refine: bool = False, refine_weights=None, texture_min: float = 0.0,
-                 nearest_max_gap: float = np.inf):
-        super().__init__(model, runtime, device, weights_status, net_size, card, near_pass)
+                 nearest_max_gap: float = np.inf, precision: str = "auto"):
+        super().__init__(model, runtime, device, weights_status, net_size, card, near_pass, precision)
         if not texture_min >= 0:
             raise ValueError(f"texture_min must be >= 0, got {texture_min}")
         if not nearest_max_gap > 0:
@@ -563,7 +580,7 @@ class HybridStereoEstimator(StereoEstimator):
         if refine or refine_weights is not None:  # refiner weights alone ask for the refinement
             path = default_weights("stereo_refine") if refine_weights is None else Path(refine_weights)
             refiner, self.refine_card = load_weights(path)
-            self.refiner = ModelRunner(refiner, runtime, device)
+            self.refiner = ModelRunner(refiner, runtime, device, self.precision)
         if agreement not in HYBRID_AGREEMENT:
             raise ValueError(f"agreement must be one of {HYBRID_AGREEMENT}, got {agreement!r}")
         self.agreement = agreement

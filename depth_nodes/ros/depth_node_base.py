@@ -25,7 +25,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depth_nodes.camera import PinholeCamera
-from depth_nodes.depth.interface import RUNTIMES, DepthEstimator, DepthInput, DepthOutput, make_estimator
+from depth_nodes.depth.interface import (PRECISIONS, RUNTIMES, DepthEstimator, DepthInput, DepthOutput,
+                                        make_estimator)
 from depth_nodes.depth.stamp_match import LatestSlot
 from depth_nodes.params import Param
 from depth_nodes.ros.conversions import array_to_image_msg, pinhole_to_camera_info_msg, xyz_to_cloud_msg
@@ -42,6 +43,8 @@ ESTIMATOR_PARAMS: tuple[Param, ...] = (
           choices=RUNTIMES),
     Param("device", "cpu", "Inference device; cuda falls back to cpu (one log line) when CUDA is unavailable.",
           choices=("cpu", "cuda")),
+    Param("precision", "auto", "Network arithmetic (auto: fp16 on cuda with torch/tensorrt, else fp32; "
+          "fp16 on cpu needs runtime torch and is slow).", choices=PRECISIONS),
     Param("weights", "", "Network weights: '' = packaged weights, else a path to a .safetensors file "
           "(model card .json beside it)."),
     Param("allow_random_weights", False, "Accept weights='random-init' (untrained network): tests and "
@@ -120,6 +123,7 @@ class DepthNodeBase(BaseNode):
             if network:
                 kwargs["weights"] = resolve_weights(self.param("weights"), self.param("allow_random_weights"))
                 kwargs["runtime"], kwargs["device"] = self.param("runtime"), self._usable_device()
+                kwargs["precision"] = self.param("precision")
             self._set_threads(self.param("threads"), network)
             est = make_estimator(mode, **kwargs, **options)
             est.estimate(self.warmup_input(est, warmup))
