@@ -17,6 +17,7 @@ A lockstep flight is the same however slowly it runs, so a generous
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -86,13 +87,13 @@ class FlightWatch:
         if stall_s is not None and not stall_s > 0:
             raise ValueError(f"stall_s must be > 0 or None, got {stall_s}")
         self.timeout_s, self.stall_s, self.start = float(timeout_s), stall_s, float(start)
-        self._t_sim: float | None = None
+        self._t_sim = -math.inf
         self._advanced_at = self.start
 
     def check(self, now: float, t_sim: float | None) -> str | None:
         """``"timeout"``, ``"stalled"`` or None (go on), given the wall clock ``now`` and the newest
         simulated time (None before the simulator reports one)."""
-        if t_sim is not None and (self._t_sim is None or t_sim > self._t_sim):
+        if t_sim is not None and t_sim > self._t_sim:
             self._t_sim, self._advanced_at = float(t_sim), now
         if now - self.start >= self.timeout_s:
             return "timeout"
